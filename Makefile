@@ -1,0 +1,51 @@
+# SalesPulse: `make demo` runs the pipeline on generated data; `make test` runs lint, types and tests.
+# Both build the virtualenv from the pinned files on first use and are safe to run again.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP_VERSION := 26.3
+DEMO_CUSTOMERS ?= 3000
+DEMO_MONTHS ?= 3
+
+.PHONY: setup demo test lint typecheck pytest bench lock clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python -m salespulse_airflow.local demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+# Re-resolve the pinned direct dependencies in a scratch virtualenv and write the full lock.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet "pip==$(PIP_VERSION)"
+	.lock-venv/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	{ echo "# Full lock of every installed distribution; regenerate with 'make lock'."; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .airflow .data .pytest_cache .mypy_cache .ruff_cache

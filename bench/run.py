@@ -1,0 +1,151 @@
+"""Benchmarks: ``make bench``. Figures, not pass/fail: these machines are shared and noisy, so
+alternatives are measured in the same run and compared as ratios.
+
+Each case runs in its own Python process so that its peak memory (max RSS) is its own.
+Foundation cases: the generator's speed, and bulk loading order lines into DuckDB and PostgreSQL
+through each engine's fast path next to a plain ``DataFrame.to_sql``.
+
+    python -m bench.run [--customers 100000] [--postgres-url URL] [--out bench/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+CASES = {
+    "generate": "generate CRM data",
+    "duckdb_fast": "order lines -> DuckDB (Arrow scan)",
+    "duckdb_to_sql": "order lines -> DuckDB (DataFrame.to_sql, multi-row inserts)",
+    "postgres_fast": "order lines -> PostgreSQL (COPY)",
+    "postgres_to_sql": "order lines -> PostgreSQL (DataFrame.to_sql, multi-row inserts)",
+}
+TO_SQL_ROWS = 100_000  # to_sql is orders of magnitude slower: measured on a slice, reported per row
+
+
+def run_case(case: str, customers: int, url: str | None) -> dict:
+    import pandas as pd
+
+    from salespulse.generator import generate_crm
+    from salespulse.warehouse import bulk_insert, create_schema, get_engine
+
+    started = time.perf_counter()
+    data = generate_crm(n_customers=customers, seed=1)
+    generate_seconds = time.perf_counter() - started
+    lines = data["order_lines"].assign(
+        _batch_id="bench",
+        _run_id="bench",
+        _source="bench",
+        _loaded_at=pd.Timestamp("2026-01-01"),
+        _quarantined=False,
+    )
+    if case == "generate":
+        return {"rows": sum(len(t) for t in data.tables.values()), "seconds": generate_seconds}
+    engine = get_engine(url or f"duckdb:///{tempfile.mkdtemp()}/bench.duckdb")
+    create_schema(engine)
+    if case.endswith("to_sql"):
+        lines = lines.iloc[:TO_SQL_ROWS]
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        if case.endswith("fast"):
+            bulk_insert(conn, "raw", "order_lines", lines)
+        else:
+            lines.to_sql(
+                "order_lines",
+                conn,
+                schema="raw",
+                if_exists="append",
+                index=False,
+                method="multi",
+                chunksize=2_000,
+            )
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"rows": len(lines), "seconds": seconds}
+
+
+def _postgres_database(admin_url: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"salespulse_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'create database "{name}"'))
+    admin.dispose()
+    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'drop database if exists "{name}" with (force)'))
+    admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--customers", type=int, default=100_000, help="100k customers give about 1.2M order lines"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "SALESPULSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.case:  # child process: one case, result as JSON on stdout
+        result = run_case(args.case, args.customers, args.url)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return 0
+
+    results = []
+    for case, label in CASES.items():
+        database = None
+        url = None
+        if case.startswith("postgres"):
+            database, url = _postgres_database(args.postgres_url)
+        try:
+            command = [sys.executable, "-m", "bench.run", "--case", case, "--customers", str(args.customers)]
+            if url:
+                command += ["--url", url]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+        finally:
+            if database:
+                _drop_database(args.postgres_url, database)
+        result.update(case=case, label=label, rows_per_second=result["rows"] / result["seconds"])
+        results.append(result)
+        print(
+            f"{label:<62} {result['rows']:>10,} rows {result['seconds']:>8.2f} s "
+            f"{result['rows_per_second']:>12,.0f} rows/s  peak {result['peak_rss_mb']:>7,.0f} MB"
+        )
+    by_case = {r["case"]: r for r in results}
+    for engine in ("duckdb", "postgres"):
+        ratio = by_case[f"{engine}_fast"]["rows_per_second"] / by_case[f"{engine}_to_sql"]["rows_per_second"]
+        print(f"{engine}: fast path is {ratio:,.1f}x the rows/s of DataFrame.to_sql in this run")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"customers": args.customers, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

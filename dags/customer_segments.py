@@ -1,0 +1,44 @@
+"""
+### customer_segments
+
+Rebuilds customer segments whenever the core CRM tables change: recency, frequency and monetary
+value per customer from completed orders, quintile scores (ties broken by customer id), and the
+named RFM segment. One snapshot per as-of date in `marts.customer_rfm`; history is kept.
+BI reads `reporting.customer_segments` and `reporting.segment_summary`.
+
+**Triggered by:** `crm_core`. **As-of date:** `params.as_of`, else the triggering event's.
+**Emits:** `customer_segments`, which triggers `sales_forecast`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from salespulse import pipeline
+from salespulse_airflow import assets, runtime
+
+
+@dag(
+    schedule=[assets.CRM_CORE],
+    start_date=runtime.START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=runtime.DEFAULT_ARGS,
+    params=runtime.PARAMS,
+    tags=["salespulse", "segments"],
+    doc_md=__doc__,
+)
+def customer_segments():
+    @task(outlets=[assets.CUSTOMER_SEGMENTS])
+    def build_segments(**context) -> dict:
+        as_of = runtime.as_of_from_context(context)
+        summary = pipeline.build_segments(runtime.settings(), as_of, context["run_id"])
+        runtime.publish(
+            context, assets.CUSTOMER_SEGMENTS, as_of, {"customers_scored": summary["customers_scored"]}
+        )
+        return summary
+
+    build_segments()
+
+
+customer_segments()

@@ -1,0 +1,61 @@
+"""
+### ingest_crm
+
+Pulls the CRM's export files (customers, products, sales targets, orders, order lines, interactions,
+opportunities) into the warehouse, as of the run's date.
+
+For each entity, in referential order: read the export, keep the rows updated before the as-of date,
+de-duplicate by business key (last update wins), run the entity's Great Expectations suite, land the
+batch in `raw`, quarantine rows that broke a critical rule in `quality.quarantine` with the rule named,
+write every expectation's outcome to `quality.validation_results`, merge the good rows into `core`,
+and record the counts in `audit.load_batches` (rows read = loaded + quarantined + duplicates).
+A critical table-level failure stops the run, so `crm_core` is not updated and nothing downstream runs.
+
+**As-of date:** `params.as_of`, else the logical date.
+**Emits:** `crm_core`, which triggers `customer_segments`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from airflow.sdk import chain, dag, task
+
+from salespulse import pipeline
+from salespulse.model import ENTITIES
+from salespulse_airflow import assets, runtime
+
+
+@dag(
+    schedule="@daily",
+    start_date=runtime.START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=runtime.DEFAULT_ARGS,
+    params=runtime.PARAMS,
+    tags=["salespulse", "ingest", "data-quality"],
+    doc_md=__doc__,
+)
+def ingest_crm():
+    @task
+    def prepare_warehouse(**context) -> str:
+        pipeline.prepare_warehouse(runtime.settings())
+        return runtime.as_of_from_context(context).isoformat()
+
+    @task
+    def ingest_entity(entity: str, as_of: str, **context) -> dict:
+        return pipeline.ingest_entity(
+            runtime.settings(), entity, date.fromisoformat(as_of), context["run_id"]
+        )
+
+    @task(outlets=[assets.CRM_CORE])
+    def publish_core(as_of: str, **context) -> None:
+        runtime.publish(context, assets.CRM_CORE, date.fromisoformat(as_of), {})
+
+    as_of = prepare_warehouse()
+    # One task per entity, chained: parents load before children so referential checks see them.
+    loads = [ingest_entity.override(task_id=f"ingest_{e.name}")(e.name, as_of) for e in ENTITIES]
+    chain(*loads, publish_core(as_of))
+
+
+ingest_crm()

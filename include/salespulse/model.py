@@ -1,0 +1,184 @@
+"""The CRM data model: one definition per entity, shared by the generator, loader and checks.
+
+The DDL in ``include/sql/ddl`` creates the same columns; ``tests/test_model.py`` keeps the
+two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnKind = Literal["string", "date", "timestamp", "int", "float", "bool"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A CRM entity as exported by the source and landed in ``raw.<name>``."""
+
+    name: str
+    core_table: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    updated_at: str = "updated_at"
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def kind_of(self, column: str) -> ColumnKind:
+        return next(c.kind for c in self.columns if c.name == column)
+
+
+def _cols(*spec: tuple[str, ColumnKind] | tuple[str, ColumnKind, bool]) -> tuple[Column, ...]:
+    return tuple(Column(*s) for s in spec)
+
+
+CUSTOMERS = Entity(
+    name="customers",
+    core_table="dim_customer",
+    key=("customer_id",),
+    columns=_cols(
+        ("customer_id", "string", True),
+        ("customer_name", "string", True),
+        ("email", "string"),
+        ("phone", "string"),
+        ("country_code", "string", True),
+        ("region", "string", True),
+        ("channel", "string"),
+        ("industry", "string"),
+        ("segment", "string"),
+        ("sales_owner", "string"),
+        ("signup_date", "date", True),
+        ("updated_at", "timestamp", True),
+    ),
+)
+
+PRODUCTS = Entity(
+    name="products",
+    core_table="dim_product",
+    key=("product_id",),
+    columns=_cols(
+        ("product_id", "string", True),
+        ("product_name", "string", True),
+        ("category", "string", True),
+        ("list_price", "float"),
+        ("updated_at", "timestamp", True),
+    ),
+)
+
+ORDERS = Entity(
+    name="orders",
+    core_table="fct_order",
+    key=("order_id",),
+    columns=_cols(
+        ("order_id", "string", True),
+        ("customer_id", "string", True),
+        ("order_date", "date", True),
+        ("status", "string", True),
+        ("channel", "string"),
+        ("currency", "string", True),
+        ("updated_at", "timestamp", True),
+    ),
+    depends_on=("customers",),
+)
+
+ORDER_LINES = Entity(
+    name="order_lines",
+    core_table="fct_order_line",
+    key=("order_id", "line_number"),
+    columns=_cols(
+        ("order_id", "string", True),
+        ("line_number", "int", True),
+        ("product_id", "string", True),
+        ("quantity", "int", True),
+        ("unit_price", "float", True),
+        ("discount_pct", "float"),
+        ("updated_at", "timestamp", True),
+    ),
+    depends_on=("orders", "products"),
+)
+
+INTERACTIONS = Entity(
+    name="interactions",
+    core_table="fct_interaction",
+    key=("interaction_id",),
+    columns=_cols(
+        ("interaction_id", "string", True),
+        ("customer_id", "string", True),
+        ("interaction_at", "timestamp", True),
+        ("interaction_type", "string", True),
+        ("outcome", "string"),
+        ("updated_at", "timestamp", True),
+    ),
+    depends_on=("customers",),
+)
+
+OPPORTUNITIES = Entity(
+    name="opportunities",
+    core_table="fct_opportunity",
+    key=("opportunity_id",),
+    columns=_cols(
+        ("opportunity_id", "string", True),
+        ("customer_id", "string", True),
+        ("owner", "string"),
+        ("stage", "string", True),
+        ("amount", "float", True),
+        ("currency", "string", True),
+        ("created_date", "date", True),
+        ("expected_close_date", "date"),
+        ("closed_date", "date"),
+        ("updated_at", "timestamp", True),
+    ),
+    depends_on=("customers",),
+)
+
+SALES_TARGETS = Entity(
+    name="sales_targets",
+    core_table="fct_sales_target",
+    key=("period_start", "level", "member"),
+    columns=_cols(
+        ("period_start", "date", True),
+        ("level", "string", True),
+        ("member", "string", True),
+        ("target_amount", "float", True),
+        ("currency", "string", True),
+        ("updated_at", "timestamp", True),
+    ),
+)
+
+# Load order respects referential integrity: parents before children.
+ENTITIES: tuple[Entity, ...] = (
+    CUSTOMERS,
+    PRODUCTS,
+    SALES_TARGETS,
+    ORDERS,
+    ORDER_LINES,
+    INTERACTIONS,
+    OPPORTUNITIES,
+)
+ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
+
+FUNNEL_STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
+ORDER_STATUSES = ("completed", "returned", "cancelled")
+# Metadata columns every landed row carries, so each row traces back to the run that produced it.
+LOAD_METADATA = ("_batch_id", "_run_id", "_source", "_loaded_at", "_quarantined")
+
+
+def get_entity(name: str) -> Entity:
+    try:
+        return ENTITY_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown entity {name!r}; known: {sorted(ENTITY_BY_NAME)}") from None

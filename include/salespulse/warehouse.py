@@ -1,0 +1,166 @@
+"""The warehouse: engines, SQL files, bulk loads and reads, for DuckDB and PostgreSQL alike.
+
+SQL lives in ``include/sql/<layer>/<verb>_<object>.sql``. Values are always bound parameters;
+the few identifiers a template needs (``$core_table``) come from :mod:`salespulse.model` and are
+checked against a strict pattern before they are substituted.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from salespulse.config import SQL_DIR
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Statements run at set-up, in this order. Every one is idempotent.
+SCHEMA_FILES = (
+    "create_schemas.sql",
+    "raw/create_tables.sql",
+    "core/create_tables.sql",
+    "core/create_views.sql",
+    "quality/create_tables.sql",
+    "audit/create_tables.sql",
+    "marts/create_tables.sql",
+    "reporting/create_views.sql",
+)
+LAYERS = ("raw", "core", "quality", "audit", "marts", "reporting")
+COPY_CHUNK_ROWS = 200_000
+
+
+def get_engine(url: str) -> Engine:
+    """An engine for a SQLAlchemy URL; DuckDB files get their folder created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "duckdb" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, future=True)
+
+
+def dialect_of(conn: Connection | Engine) -> str:
+    return conn.dialect.name
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+def load_sql(relative_path: str, identifiers: Mapping[str, str] | None = None) -> list[str]:
+    """Read a SQL file, fill its identifier placeholders, and split it into statements."""
+    path = SQL_DIR / relative_path
+    sql = path.read_text(encoding="utf-8")
+    if identifiers:
+        sql = Template(sql).substitute(identifiers)
+    return split_statements(sql)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split on semicolons that end a line; our SQL files keep no semicolons inside literals."""
+    without_comments = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*(?:\n|$)", without_comments) if s.strip()]
+
+
+def run_sql_file(
+    conn: Connection,
+    relative_path: str,
+    params: Mapping[str, Any] | None = None,
+    identifiers: Mapping[str, str] | None = None,
+) -> int:
+    """Run every statement of a SQL file; returns the rows affected by the last one."""
+    rowcount = 0
+    for statement in load_sql(relative_path, identifiers):
+        clause = text(statement)
+        names = set(clause.compile().params)
+        bound = {k: v for k, v in (params or {}).items() if k in names}
+        missing = names - bound.keys()
+        if missing:
+            raise KeyError(f"{relative_path}: no value for parameter(s) {sorted(missing)}")
+        result = conn.execute(clause, bound)
+        rowcount = result.rowcount if result.rowcount is not None else 0
+    return rowcount
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every schema, table and view. Safe to run any number of times."""
+    with engine.begin() as conn:
+        for relative_path in SCHEMA_FILES:
+            run_sql_file(conn, relative_path)
+
+
+def bulk_insert(conn: Connection, schema: str, table: str, frame: pd.DataFrame) -> int:
+    """Append a DataFrame to ``schema.table`` with the engine's fast path, inside the caller's transaction.
+
+    DuckDB scans an Arrow table in place; PostgreSQL receives the rows through COPY in CSV chunks.
+    """
+    if frame.empty:
+        return 0
+    qualified = f"{check_identifier(schema)}.{check_identifier(table)}"
+    columns = ", ".join(check_identifier(c) for c in frame.columns)
+    driver = conn.connection.driver_connection
+    if dialect_of(conn) == "duckdb":
+        arrow_frame = pa.Table.from_pandas(frame, preserve_index=False)
+        view_name = f"_salespulse_load_{table}"
+        driver.register(view_name, arrow_frame)  # type: ignore[union-attr]
+        try:
+            driver.execute(  # type: ignore[union-attr]
+                f"insert into {qualified} ({columns}) select {columns} from {view_name}"
+            )
+        finally:
+            driver.unregister(view_name)  # type: ignore[union-attr]
+    elif dialect_of(conn) == "postgresql":
+        frame = _integral_floats_as_integers(frame)
+        copy_sql = f"copy {qualified} ({columns}) from stdin with (format csv, null '\\N')"
+        with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
+            for start in range(0, len(frame), COPY_CHUNK_ROWS):
+                buffer = io.StringIO()
+                frame.iloc[start : start + COPY_CHUNK_ROWS].to_csv(
+                    buffer, header=False, index=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f"
+                )
+                copy.write(buffer.getvalue())
+    else:
+        frame.to_sql(table, conn, schema=schema, if_exists="append", index=False, method="multi")
+    return len(frame)
+
+
+def _integral_floats_as_integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer columns arrive from pandas as floats ("404.0"), which COPY refuses for an integer
+    column. Whole-number float columns are written as integers, which a float column accepts too."""
+    converted = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_float_dtype(values):
+            present = values.dropna()
+            if len(present) and (present == present.round()).all() and present.abs().max() < 2**53:
+                converted[column] = values.astype("Int64")
+    return frame.assign(**converted) if converted else frame
+
+
+def read_frame(conn: Connection | Engine, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Run one query (inline text or a ``.sql`` path relative to include/sql) and return a DataFrame."""
+    statement = load_sql(sql)[0] if sql.endswith(".sql") else sql
+    if isinstance(conn, Engine):
+        with conn.connect() as connection:
+            return pd.read_sql(text(statement), connection, params=dict(params or {}))
+    return pd.read_sql(text(statement), conn, params=dict(params or {}))
+
+
+def table_counts(engine: Engine, layers: tuple[str, ...] = LAYERS) -> dict[str, int]:
+    """Row count of every table and view in the given layers, keyed ``schema.table``."""
+    listing = read_frame(engine, "select table_schema, table_name from information_schema.tables")
+    listing = listing[listing["table_schema"].isin(layers)].sort_values(["table_schema", "table_name"])
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for schema, table in listing.itertuples(index=False):
+            qualified = f"{check_identifier(schema)}.{check_identifier(table)}"
+            counts[qualified] = int(conn.execute(text(f"select count(*) from {qualified}")).scalar_one())
+    return counts

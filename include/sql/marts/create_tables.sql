@@ -1,0 +1,89 @@
+-- RFM scores and named segment per customer per snapshot date. History is kept: one snapshot per as-of date.
+create table if not exists marts.customer_rfm (
+    snapshot_date date not null,
+    customer_id varchar not null,
+    recency_days bigint not null,
+    frequency bigint not null,
+    monetary double precision not null,
+    r_score integer not null,
+    f_score integer not null,
+    m_score integer not null,
+    rfm_cell varchar not null,
+    rfm_segment varchar not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (snapshot_date, customer_id)
+);
+
+-- Monthly revenue as one long table (series_id, period_start, revenue), rebuilt from core on every forecast run.
+create table if not exists marts.sales_series (
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    period_start date not null,
+    revenue double precision not null,
+    orders bigint not null,
+    customers bigint not null,
+    as_of_date date not null,
+    run_id varchar not null,
+    primary key (series_id, period_start)
+);
+
+-- Every forecast ever made, with the date it was made and the model that made it. Never overwritten.
+create table if not exists marts.forecast_snapshot (
+    as_of_date date not null,
+    run_id varchar not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    period_start date not null,
+    horizon integer not null,
+    model varchar not null,
+    forecast double precision not null,
+    lo80 double precision not null,
+    hi80 double precision not null,
+    lo95 double precision not null,
+    hi95 double precision not null,
+    created_at timestamp not null,
+    primary key (run_id, series_id, period_start)
+);
+
+-- Rolling-origin backtest errors of every candidate model, and which one was selected.
+create table if not exists marts.forecast_backtest (
+    as_of_date date not null,
+    run_id varchar not null,
+    series_id varchar not null,
+    model varchar not null,
+    folds integer not null,
+    mase double precision,
+    wape double precision,
+    selected boolean not null,
+    created_at timestamp not null,
+    primary key (run_id, series_id, model)
+);
+
+-- Actual vs forecast (as made `horizon` months earlier) vs target, per period and series.
+-- Sign convention: variance = actual - forecast, so a positive variance means sales beat the forecast.
+create table if not exists marts.fct_variance (
+    report_as_of date not null,
+    period_start date not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    horizon integer not null,
+    forecast_as_of date not null,
+    model varchar not null,
+    actual double precision not null,
+    forecast double precision not null,
+    lo95 double precision not null,
+    hi95 double precision not null,
+    target double precision,
+    variance_abs double precision not null,
+    variance_pct double precision,
+    target_variance_abs double precision,
+    target_variance_pct double precision,
+    within_interval_95 boolean not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (report_as_of, series_id, period_start, horizon)
+);

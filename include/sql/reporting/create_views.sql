@@ -1,0 +1,122 @@
+-- Stable views for BI tools. Column names here are a contract: add columns, never rename or drop.
+
+-- Latest RFM snapshot per customer, with the customer's attributes.
+create or replace view reporting.customer_segments as
+with latest as (
+    select max(snapshot_date) as snapshot_date from marts.customer_rfm
+),
+
+final as (
+    select
+        rfm.snapshot_date,
+        rfm.customer_id,
+        customer.customer_name,
+        customer.region,
+        customer.segment as business_segment,
+        customer.sales_owner,
+        rfm.recency_days,
+        rfm.frequency,
+        rfm.monetary,
+        rfm.r_score,
+        rfm.f_score,
+        rfm.m_score,
+        rfm.rfm_cell,
+        rfm.rfm_segment,
+        rfm.run_id
+    from marts.customer_rfm as rfm
+    inner join latest on latest.snapshot_date = rfm.snapshot_date
+    left join core.dim_customer as customer on customer.customer_id = rfm.customer_id
+)
+
+select * from final;
+
+-- Customers and revenue per RFM segment for every snapshot (segment mix over time).
+create or replace view reporting.segment_summary as
+select
+    snapshot_date,
+    rfm_segment,
+    count(*) as customers,
+    sum(monetary) as monetary,
+    avg(recency_days) as avg_recency_days,
+    avg(frequency) as avg_frequency
+from marts.customer_rfm
+group by snapshot_date, rfm_segment;
+
+-- Each series' actuals beside the most recent forecast snapshot, with its intervals.
+create or replace view reporting.forecast_vs_actual as
+with latest_run as (
+    select run_id
+    from marts.forecast_snapshot
+    order by as_of_date desc, created_at desc
+    limit 1
+),
+
+forecast as (
+    select snapshot.*
+    from marts.forecast_snapshot as snapshot
+    inner join latest_run on latest_run.run_id = snapshot.run_id
+),
+
+final as (
+    select
+        coalesce(series.series_id, forecast.series_id) as series_id,
+        coalesce(series.level, forecast.level) as level,
+        coalesce(series.member, forecast.member) as member,
+        coalesce(series.period_start, forecast.period_start) as period_start,
+        series.revenue as actual,
+        forecast.forecast,
+        forecast.lo80,
+        forecast.hi80,
+        forecast.lo95,
+        forecast.hi95,
+        forecast.model,
+        forecast.as_of_date as forecast_as_of
+    from marts.sales_series as series
+    full outer join forecast
+        on forecast.series_id = series.series_id
+        and forecast.period_start = series.period_start
+)
+
+select * from final;
+
+-- Variance facts of the latest report.
+create or replace view reporting.variance as
+select variance.*
+from marts.fct_variance as variance
+where variance.report_as_of = (select max(report_as_of) from marts.fct_variance);
+
+-- Share of expectations passed, per entity per day, and how many rows were quarantined.
+create or replace view reporting.data_quality_daily as
+with results as (
+    select
+        entity,
+        cast(validated_at as date) as validation_date,
+        count(*) as expectations,
+        sum(case when success then 1 else 0 end) as expectations_passed,
+        sum(case when not success and severity = 'critical' then 1 else 0 end) as critical_failures
+    from quality.validation_results
+    group by entity, cast(validated_at as date)
+),
+
+quarantined as (
+    select entity, cast(quarantined_at as date) as validation_date, count(*) as rows_quarantined
+    from quality.quarantine
+    group by entity, cast(quarantined_at as date)
+),
+
+final as (
+    select
+        results.entity,
+        results.validation_date,
+        results.expectations,
+        results.expectations_passed,
+        results.critical_failures,
+        cast(results.expectations_passed as double precision) / results.expectations as quality_score,
+        coalesce(quarantined.rows_quarantined, 0) as rows_quarantined
+    from results
+    left join quarantined
+        on quarantined.entity = results.entity
+        and quarantined.validation_date = results.validation_date
+)
+
+select * from final;

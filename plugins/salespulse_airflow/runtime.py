@@ -1,0 +1,87 @@
+"""What every SalesPulse task needs from Airflow: defaults, the run's as-of date, asset events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset
+
+from salespulse.config import Settings
+
+log = logging.getLogger(__name__)
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+PARAMS: dict[str, Any] = {"as_of": None}
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """Log one structured line per failed task, naming the DAG, the run and the error."""
+    ti = context.get("ti")
+    log.error(
+        "salespulse task failed: dag=%s task=%s run=%s error=%s",
+        getattr(ti, "dag_id", "?"),
+        getattr(ti, "task_id", "?"),
+        context.get("run_id"),
+        context.get("exception"),
+    )
+
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "salespulse-data-eng",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "on_failure_callback": on_task_failure,
+}
+
+
+def _to_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def as_of_from_context(context: Mapping[str, Any]) -> date:
+    """The date the run works as of, from the first source that has one.
+
+    1. ``params.as_of`` (a manual run or backfill says which date it means);
+    2. the newest ``as_of`` carried by the asset events that triggered this run;
+    3. the logical date (time-scheduled runs);
+    4. the moment the run was scheduled for (asset-triggered runs have no logical date).
+    """
+    params = context.get("params") or {}
+    if params.get("as_of"):
+        return _to_date(params["as_of"])
+    triggering = context.get("triggering_asset_events") or {}
+    event_dates = [
+        _to_date(event.extra["as_of"])
+        for events in triggering.values()
+        for event in events
+        if (event.extra or {}).get("as_of")
+    ]
+    if event_dates:
+        return max(event_dates)
+    if context.get("logical_date"):
+        return _to_date(context["logical_date"])
+    dag_run = context.get("dag_run")
+    return _to_date(getattr(dag_run, "run_after", None) or pendulum.now("UTC"))
+
+
+def publish(context: Mapping[str, Any], asset: Asset, as_of: date, summary: Mapping[str, Any]) -> None:
+    """Attach the as-of date and a summary to the asset event this task emits."""
+    context["outlet_events"][asset].extra = {
+        "as_of": as_of.isoformat(),
+        "run_id": context["run_id"],
+        **summary,
+    }
+
+
+def settings() -> Settings:
+    """Settings from the worker's environment (WAREHOUSE_URL or AIRFLOW_CONN_SALESPULSE_WAREHOUSE, ...)."""
+    return Settings.from_env()

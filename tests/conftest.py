@@ -1,0 +1,90 @@
+"""Shared fixtures.
+
+Airflow reads its configuration when it is first imported, so the environment is set here, before
+any test module imports it: every test session gets a throwaway Airflow home, never the developer's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from salespulse.generator import CrmDataset, generate_crm
+from salespulse_airflow.local import airflow_env
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="salespulse-test-airflow-"))
+os.environ.update(airflow_env(home=_AIRFLOW_HOME))
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SALESPULSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database (SQLite) in the session's Airflow home."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    Without a reachable server the test is skipped on a laptop but fails in CI (CI=true).
+    """
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        conn = admin.connect()
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL is required in CI but {POSTGRES_ADMIN_URL} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
+    name = f"salespulse_test_{uuid.uuid4().hex[:12]}"
+    conn.execute(text(f"create database \"{name}\" encoding 'UTF8' template template0"))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn.execute(text(f'drop database if exists "{name}" with (force)'))
+        conn.close()
+        admin.dispose()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test once on the embedded default (DuckDB) and once on the production warehouse (PostgreSQL)."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def small_crm() -> CrmDataset:
+    """A small generated CRM: 400 customers, a known seed, the default defect rate."""
+    return generate_crm(n_customers=400, seed=11)
+
+
+@pytest.fixture(scope="session")
+def small_exports(small_crm: CrmDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("exports")
+    small_crm.write_exports(folder)
+    return folder

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from salespulse.config import Settings, sqlalchemy_url_from_airflow_uri
+
+
+def test_default_is_an_embedded_duckdb_file_under_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.from_env({"SALESPULSE_DATA_DIR": str(tmp_path)})
+    assert settings.warehouse_url == f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    assert settings.export_dir == tmp_path / "exports"
+    assert settings.dialect == "duckdb"
+
+
+def test_warehouse_url_wins_over_the_airflow_connection() -> None:
+    settings = Settings.from_env(
+        {
+            "WAREHOUSE_URL": "postgresql+psycopg://a@h/db",
+            "AIRFLOW_CONN_SALESPULSE_WAREHOUSE": "postgres://b@h/other",
+        }
+    )
+    assert settings.warehouse_url == "postgresql+psycopg://a@h/db"
+    assert settings.dialect == "postgresql"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("postgres://user:pw@db:5432/wh", "postgresql+psycopg://user:pw@db:5432/wh"),
+        ("postgresql://user@db/wh", "postgresql+psycopg://user@db/wh"),
+        ("postgresql+psycopg://user@db/wh", "postgresql+psycopg://user@db/wh"),
+    ],
+)
+def test_airflow_connection_uri_becomes_a_sqlalchemy_url(uri: str, expected: str) -> None:
+    assert sqlalchemy_url_from_airflow_uri(uri) == expected
+    assert Settings.from_env({"AIRFLOW_CONN_SALESPULSE_WAREHOUSE": uri}).warehouse_url == expected
+
+
+def test_unsupported_connection_scheme_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="supported"):
+        sqlalchemy_url_from_airflow_uri("mysql://u@h/db")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SALESPULSE_SOURCE_FORMAT": "xlsx"}, "parquet"),
+        ({"SALESPULSE_FORECAST_HORIZON": "six"}, "whole number"),
+    ],
+)
+def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)

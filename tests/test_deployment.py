@@ -1,0 +1,77 @@
+"""No Docker engine here to run docker-compose: keep the production shape consistent with the tests."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from salespulse.config import REPO_ROOT
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", line.strip())
+        if match:
+            pins[re.sub(r"\[.*\]", "", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def test_every_direct_requirement_is_pinned_and_locked() -> None:
+    lines = [
+        line.strip()
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert all("==" in line for line in lines), lines
+    locked = {
+        line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
+        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    for name, version in _pins().items():
+        assert locked.get(name.replace("_", "-")) == version, name
+
+
+def test_the_image_is_the_pinned_airflow_plus_the_pinned_stack() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM apache/airflow:(\S+)-python(\S+)$", dockerfile, re.MULTILINE)
+    assert base is not None
+    assert base.group(1) == _pins()["apache-airflow"]
+    assert base.group(2) == "3.11"
+    assert "-r /opt/airflow/project/requirements.txt -c /opt/airflow/project/constraints.txt" in dockerfile
+
+
+def test_compose_runs_celery_with_a_postgres_warehouse_and_the_project_mounted() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert {
+        "postgres",
+        "redis",
+        "warehouse-db",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-init",
+    } <= set(services)
+    common = compose["x-airflow-common"]
+    env = common["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert env["AIRFLOW_CONN_SALESPULSE_WAREHOUSE"].startswith("postgres://")
+    assert "@warehouse-db:5432/" in env["AIRFLOW_CONN_SALESPULSE_WAREHOUSE"]
+    mounts = {volume.split(":")[0] for volume in common["volumes"]}
+    assert {"./dags", "./plugins", "./include"} <= mounts
+    assert common["build"] == "."
+    assert services["airflow-worker"]["command"] == "celery worker"
+
+
+def test_no_secret_is_committed_in_the_env_example() -> None:
+    example = (REPO_ROOT / ".env.example").read_text()
+    for line in example.splitlines():
+        if "PASSWORD" in line and "=" in line and not line.startswith("#"):
+            assert line.split("=", 1)[1] in ("CHANGE_ME", ""), line
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().splitlines()

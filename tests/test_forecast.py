@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salespulse.forecast import (
+    ETS,
+    INTERVAL_COLUMNS,
+    Naive,
+    SeasonalNaive,
+    backtest,
+    complete_months,
+    forecast_all,
+    forecast_series,
+    mase_scale,
+)
+
+START = pd.Timestamp("2023-01-01")
+PATTERN = np.array([80, 70, 90, 100, 95, 85, 60, 65, 110, 120, 130, 160], dtype=float)
+
+
+def test_a_purely_seasonal_series_is_forecast_exactly_by_seasonal_naive() -> None:
+    y = np.tile(PATTERN, 4)
+    result = forecast_series("s", y, START + pd.DateOffset(months=48), horizon=12, folds=3)
+    assert result.model == "seasonal_naive"
+    np.testing.assert_allclose(result.forecast["mean"].to_numpy(), PATTERN)
+    scores = {s.model: s for s in result.scores}
+    assert scores["seasonal_naive"].wape == 0.0
+    assert scores["naive"].wape > 0.1
+
+
+def test_a_linear_trend_is_continued_by_the_selected_model() -> None:
+    t = np.arange(36, dtype=float)
+    y = 1000 + 25 * t
+    result = forecast_series("trend", y, START + pd.DateOffset(months=36), horizon=6, folds=3)
+    truth = 1000 + 25 * np.arange(36, 42)
+    assert result.model == "ets_damped"
+    np.testing.assert_allclose(result.forecast["mean"].to_numpy(), truth, rtol=0.02)
+
+
+def test_backtest_errors_match_a_hand_computation() -> None:
+    # Origin after 6 points: naive forecasts 6, 6 for actuals 7, 8 -> errors 1, 2.
+    # WAPE = 3 / 15 = 0.2; MASE scale = mean |diff| of the training data = 1, so MASE = 1.5.
+    score = backtest(np.arange(1, 9, dtype=float), Naive, horizon=2, folds=1, season_length=12)
+    assert score is not None
+    assert score.wape == pytest.approx(0.2)
+    assert score.mase == pytest.approx(1.5)
+    assert mase_scale(np.array([1.0, 2.0, 4.0]), 12) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 11, 13])
+def test_short_series_get_a_forecast_instead_of_a_crash(length: int) -> None:
+    y = np.linspace(10, 20, length)
+    result = forecast_series("short", y, START, horizon=6, folds=3)
+    assert len(result.forecast) == 6
+    assert result.forecast[INTERVAL_COLUMNS].notna().all().all()
+    if length < 10:
+        assert result.model in ("naive", "seasonal_naive")
+
+
+def test_intervals_are_ordered_and_never_negative() -> None:
+    rng = np.random.default_rng(0)
+    y = np.maximum(0, 50 + rng.normal(0, 30, size=40))
+    result = forecast_series("noisy", y, START, horizon=6)
+    f = result.forecast
+    assert (f["lo95"] <= f["lo80"]).all() and (f["lo80"] <= f["mean"]).all()
+    assert (f["mean"] <= f["hi80"]).all() and (f["hi80"] <= f["hi95"]).all()
+    assert (f[INTERVAL_COLUMNS] >= 0).all().all()
+
+
+@pytest.mark.parametrize(("model", "expected"), [(Naive, 0.80), (lambda: SeasonalNaive(4), 0.80)])
+def test_baseline_intervals_cover_at_about_their_nominal_rate(model, expected: float) -> None:
+    """Random walks (naive) and seasonal random walks (seasonal naive): one-step 80% intervals."""
+    rng = np.random.default_rng(42)
+    hits = 0
+    trials = 600
+    for _ in range(trials):
+        steps = rng.normal(0, 1, size=41)
+        if model is Naive:
+            y = np.cumsum(steps)
+        else:
+            y = np.zeros(41)
+            y[:4] = rng.normal(0, 5, size=4)
+            for i in range(4, 41):
+                y[i] = y[i - 4] + steps[i]
+        f = model().fit(y[:-1]).predict(1)
+        hits += f["lo80"].iloc[0] <= y[-1] <= f["hi80"].iloc[0]
+    assert abs(hits / trials - expected) < 0.06
+
+
+@pytest.mark.parametrize("damped", [False, True])
+def test_ets_intervals_cover_at_about_their_nominal_rate(damped: bool) -> None:
+    """Local-level data, 30 months of history, one step ahead, 150 trials (standard error ~0.033 at 80%).
+
+    Measured: 80% intervals cover 0.71 (damped) and 0.75 (simple); 95% intervals 0.89 to 0.91. They are
+    still somewhat narrow because the uncertainty of the estimated parameters and states is not in them;
+    calibrating them from backtest errors is left to the forecasting issue. This test guards against gross
+    errors (a wrong quantile, swapped bounds, no degrees-of-freedom correction on tiny samples).
+    """
+    rng = np.random.default_rng(7)
+    hits80 = hits95 = 0
+    trials = 150
+    for _ in range(trials):
+        level = 100 + np.cumsum(rng.normal(0, 2, size=31))
+        y = level + rng.normal(0, 5, size=31)
+        f = ETS(damped_trend=damped).fit(y[:-1]).predict(1)
+        hits80 += f["lo80"].iloc[0] <= y[-1] <= f["hi80"].iloc[0]
+        hits95 += f["lo95"].iloc[0] <= y[-1] <= f["hi95"].iloc[0]
+    assert 0.66 <= hits80 / trials <= 0.90
+    assert 0.86 <= hits95 / trials <= 0.99
+
+
+def test_missing_months_are_filled_with_zero_up_to_the_month_before_as_of() -> None:
+    series = pd.DataFrame(
+        {
+            "series_id": ["region:A", "region:A"],
+            "level": ["region", "region"],
+            "member": ["A", "A"],
+            "period_start": pd.to_datetime(["2026-01-01", "2026-04-01"]),
+            "revenue": [5.0, 7.0],
+        }
+    )
+    filled = complete_months(series, date(2026, 6, 15))
+    assert filled["period_start"].dt.strftime("%Y-%m").tolist() == [
+        "2026-01",
+        "2026-02",
+        "2026-03",
+        "2026-04",
+        "2026-05",
+    ]
+    assert filled["revenue"].tolist() == [5.0, 0.0, 0.0, 7.0, 0.0]
+
+
+def test_forecast_all_starts_at_the_as_of_month_and_records_every_candidate() -> None:
+    months = pd.date_range("2023-01-01", periods=36, freq="MS")
+    series = pd.DataFrame(
+        {
+            "series_id": "total:all",
+            "level": "total",
+            "member": "all",
+            "period_start": months,
+            "revenue": np.tile(PATTERN, 3),
+        }
+    )
+    snapshot, backtests, _ = forecast_all(series, date(2026, 1, 10), horizon=3)
+    assert snapshot["period_start"].dt.strftime("%Y-%m").tolist() == ["2026-01", "2026-02", "2026-03"]
+    assert snapshot["horizon"].tolist() == [1, 2, 3]
+    assert set(backtests["model"]) == {"naive", "seasonal_naive", "ets", "ets_damped"}
+    assert backtests["selected"].sum() == 1

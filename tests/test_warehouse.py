@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from salespulse.model import ENTITIES, LOAD_METADATA
+from salespulse.warehouse import (
+    LAYERS,
+    bulk_insert,
+    check_identifier,
+    create_schema,
+    get_engine,
+    read_frame,
+    run_sql_file,
+    split_statements,
+    table_counts,
+)
+
+
+def test_split_statements_drops_comments_and_keeps_each_statement() -> None:
+    sql = "-- a comment\ncreate table a (x int);\n\n-- another\ninsert into a values (1);\nselect 1"
+    assert split_statements(sql) == ["create table a (x int)", "insert into a values (1)", "select 1"]
+
+
+@pytest.mark.parametrize("bad", ["raw; drop table x", "Raw", "a-b", "", "1abc", "a b"])
+def test_unsafe_identifiers_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        check_identifier(bad)
+
+
+def test_a_missing_bound_parameter_is_named(duckdb_url: str) -> None:
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    with engine.begin() as conn, pytest.raises(KeyError, match="as_of_month"):
+        run_sql_file(conn, "marts/build_sales_series.sql", {"as_of_date": date(2026, 1, 1), "run_id": "r"})
+
+
+def test_schema_creation_is_idempotent_and_builds_every_layer(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    create_schema(engine)
+    counts = table_counts(engine)
+    assert {name.split(".")[0] for name in counts} == set(LAYERS)
+    for entity in ENTITIES:
+        assert f"raw.{entity.name}" in counts
+        assert f"core.{entity.core_table}" in counts
+    assert all(count == 0 for count in counts.values())
+
+
+def test_ddl_columns_match_the_model(duckdb_url: str) -> None:
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    columns = read_frame(
+        engine,
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where table_schema in ('raw', 'core') order by ordinal_position",
+    )
+    for entity in ENTITIES:
+        raw = columns[
+            (columns.table_schema == "raw") & (columns.table_name == entity.name)
+        ].column_name.tolist()
+        core = columns[
+            (columns.table_schema == "core") & (columns.table_name == entity.core_table)
+        ].column_name
+        assert raw == [*entity.column_names, *LOAD_METADATA]
+        assert core.tolist() == [*entity.column_names, "_batch_id", "_run_id", "_loaded_at"]
+
+
+def test_bulk_insert_round_trips_unicode_nulls_and_timestamps(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    frame = pd.DataFrame(
+        {
+            "run_id": ["r1", "r1", "r1"],
+            "batch_id": ["b", "b", "b"],
+            "entity": ["customers"] * 3,
+            "record_key": ["C1", None, "C3"],
+            "failed_rules": ["a", "b;c", "d, with comma"],
+            "original_row": [
+                '{"name": "上海恒达贸易有限公司"}',
+                '{"name": "Zoë \\"Q\\" Müller"}',
+                "line\nbreak",
+            ],
+            "as_of_date": [date(2026, 1, 1)] * 3,
+            "quarantined_at": [datetime(2026, 1, 1, 8, 30, 15, 123456)] * 3,
+        }
+    )
+    with engine.begin() as conn:
+        assert bulk_insert(conn, "quality", "quarantine", frame) == 3
+    back = read_frame(engine, "select * from quality.quarantine order by failed_rules")
+    assert back["original_row"].tolist() == frame["original_row"].tolist()
+    assert back["record_key"].isna().tolist() == [False, True, False]
+    assert back["failed_rules"].tolist() == ["a", "b;c", "d, with comma"]
+    assert pd.Timestamp(back["quarantined_at"].iloc[0]) == pd.Timestamp("2026-01-01 08:30:15.123456")
+
+
+def test_a_failed_transaction_leaves_nothing(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    frame = pd.DataFrame(
+        [
+            {
+                "run_id": "r",
+                "step": "s",
+                "as_of_date": date(2026, 1, 1),
+                "rows_written": 1,
+                "detail": None,
+                "started_at": datetime(2026, 1, 1),
+                "finished_at": datetime(2026, 1, 1),
+            }
+        ]
+    )
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        bulk_insert(conn, "audit", "step_runs", frame)
+        raise RuntimeError("crash after the insert")
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from audit.step_runs")).scalar_one() == 0
