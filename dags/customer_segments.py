@@ -20,13 +20,9 @@ from salespulse_airflow import assets, runtime
 
 @dag(
     schedule=[assets.CRM_CORE],
-    start_date=runtime.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=runtime.DEFAULT_ARGS,
-    params=runtime.PARAMS,
     tags=["salespulse", "segments"],
     doc_md=__doc__,
+    **runtime.DAG_DEFAULTS,
 )
 def customer_segments():
     @task(outlets=[assets.CUSTOMER_SEGMENTS])

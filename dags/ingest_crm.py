@@ -28,13 +28,9 @@ from salespulse_airflow import assets, runtime
 
 @dag(
     schedule="@daily",
-    start_date=runtime.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=runtime.DEFAULT_ARGS,
-    params=runtime.PARAMS,
     tags=["salespulse", "ingest", "data-quality"],
     doc_md=__doc__,
+    **runtime.DAG_DEFAULTS,
 )
 def ingest_crm():
     @task

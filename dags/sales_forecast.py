@@ -22,13 +22,9 @@ from salespulse_airflow import assets, runtime
 
 @dag(
     schedule=[assets.CUSTOMER_SEGMENTS],
-    start_date=runtime.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=runtime.DEFAULT_ARGS,
-    params=runtime.PARAMS,
     tags=["salespulse", "forecast"],
     doc_md=__doc__,
+    **runtime.DAG_DEFAULTS,
 )
 def sales_forecast():
     @task(outlets=[assets.SALES_FORECASTS])

@@ -21,13 +21,9 @@ from salespulse_airflow import assets, runtime
 
 @dag(
     schedule=[assets.SALES_FORECASTS],
-    start_date=runtime.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=runtime.DEFAULT_ARGS,
-    params=runtime.PARAMS,
     tags=["salespulse", "variance", "reporting"],
     doc_md=__doc__,
+    **runtime.DAG_DEFAULTS,
 )
 def variance_report():
     @task(outlets=[assets.VARIANCE_REPORT])

@@ -26,6 +26,18 @@ class SegmentRule:
     frequency: tuple[int, ...]
 
 
+RFM_COLUMNS = [
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_cell",
+    "rfm_segment",
+]
+
 # First matching rule wins. Together the rules cover all 25 (R, F) cells exactly once.
 DEFAULT_SEGMENT_RULES: tuple[SegmentRule, ...] = (
     SegmentRule("Champions", (5,), (4, 5)),
@@ -67,19 +79,7 @@ def compute_rfm(
     snapshot = pd.Timestamp(as_of)
     completed = sales_lines[(sales_lines["status"] == "completed") & (sales_lines["order_date"] < snapshot)]
     if completed.empty:
-        return pd.DataFrame(
-            columns=[
-                "customer_id",
-                "recency_days",
-                "frequency",
-                "monetary",
-                "r_score",
-                "f_score",
-                "m_score",
-                "rfm_cell",
-                "rfm_segment",
-            ]
-        )
+        return pd.DataFrame(columns=RFM_COLUMNS)
     per_customer = completed.groupby("customer_id", sort=True).agg(
         last_purchase=("order_date", "max"),
         frequency=("order_id", "nunique"),
@@ -99,19 +99,7 @@ def compute_rfm(
         + per_customer["m_score"].astype(str)
     )
     per_customer["rfm_segment"] = assign_segments(per_customer["r_score"], per_customer["f_score"], rules)
-    return per_customer[
-        [
-            "customer_id",
-            "recency_days",
-            "frequency",
-            "monetary",
-            "r_score",
-            "f_score",
-            "m_score",
-            "rfm_cell",
-            "rfm_segment",
-        ]
-    ]
+    return per_customer[RFM_COLUMNS]
 
 
 def assign_segments(r_score: pd.Series, f_score: pd.Series, rules: Sequence[SegmentRule]) -> pd.Series:

@@ -39,6 +39,16 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+# What every SalesPulse DAG shares; each DAG adds its schedule, tags and docs.
+DAG_DEFAULTS: dict[str, Any] = {
+    "start_date": START_DATE,
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+    "params": PARAMS,
+}
+
+
 def _to_date(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()
