@@ -203,9 +203,11 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...], size: int, p: list
 
 
 def _customers(rng: np.random.Generator, n: int, start: date, end: date) -> pd.DataFrame:
+    """Customers who signed up from ``start`` on; the caller passes a start before the export window,
+    so that the business already has a customer base when its data begins."""
     span = (end - start).days
-    # A growing customer base: signup density rises linearly over the window (trend in sales).
-    growth = 1.5
+    # A growing customer base: signup density rises linearly over time (trend in sales).
+    growth = 1.0
     u = rng.random(n)
     signup_offset = ((np.sqrt(1 + growth * (2 + growth) * u) - 1) / growth * span).astype(int)
     signup = _days(start, np.clip(signup_offset, 0, span))
@@ -298,7 +300,7 @@ def _activity_windows(rng: np.random.Generator, customers: pd.DataFrame, end: da
     return idx, starts, ends
 
 
-def _orders(rng: np.random.Generator, customers: pd.DataFrame, end: date):
+def _orders(rng: np.random.Generator, customers: pd.DataFrame, start: date, end: date):
     n = len(customers)
     rate = (
         rng.gamma(2.0, 0.5, size=n)
@@ -321,6 +323,9 @@ def _orders(rng: np.random.Generator, customers: pd.DataFrame, end: date):
     order_day = np.concatenate(
         [customers["signup_date"].to_numpy().astype("datetime64[D]")[buyer], order_day]
     )
+    # The export window starts at ``start``: earlier purchases are history the export does not hold.
+    in_window = order_day >= np.datetime64(start, "D")
+    owner, order_day = owner[in_window], order_day[in_window]
     order = np.lexsort((owner, order_day))
     owner, order_day = owner[order], order_day[order]
     m = len(owner)
@@ -372,15 +377,17 @@ def _order_lines(
 
 
 def _interactions(
-    rng: np.random.Generator, customers: pd.DataFrame, orders_per_customer: np.ndarray, end: date
+    rng: np.random.Generator, customers: pd.DataFrame, orders_per_customer: np.ndarray, start: date, end: date
 ):
     n = len(customers)
     counts = rng.poisson(1.5 + 0.6 * orders_per_customer)
     owner = np.repeat(np.arange(n), counts)
     signup = customers["signup_date"].to_numpy().astype("datetime64[D]")[owner]
-    span = (np.datetime64(end, "D") - signup).astype(int) + 1
-    # A customer enters the CRM at signup; touchpoints run from then to the end of the data.
-    when = signup + (rng.random(len(owner)) * span).astype(int).astype("timedelta64[D]")
+    # A customer enters the CRM at signup; touchpoints in the export run from then, or from the start of
+    # the export window, to the end of the data.
+    first = np.maximum(signup, np.datetime64(start, "D"))
+    span = (np.datetime64(end, "D") - first).astype(int) + 1
+    when = first + (rng.random(len(owner)) * span).astype(int).astype("timedelta64[D]")
     stamps = _timestamps(when, rng)
     return pd.DataFrame(
         {
@@ -396,10 +403,12 @@ def _interactions(
     )
 
 
-def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, end: date):
+def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, start: date, end: date):
     n = len(customers)
     end_day = np.datetime64(end, "D")
-    signup = customers["signup_date"].to_numpy().astype("datetime64[D]")
+    signup = np.maximum(
+        customers["signup_date"].to_numpy().astype("datetime64[D]"), np.datetime64(start, "D")
+    )
     years = ((end_day - signup).astype(int) + 1) / 365.0
     counts = rng.poisson(0.8 * years + 0.3)
     owner = np.repeat(np.arange(n), counts)
@@ -454,10 +463,11 @@ def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, end: date)
 def _targets(
     rng: np.random.Generator, orders: pd.DataFrame, lines: pd.DataFrame, customers: pd.DataFrame, end: date
 ) -> pd.DataFrame:
-    """Monthly targets per total, region and segment: last year's actual for the month plus 10% growth.
+    """Monthly targets per total, region and segment, set the way a sales plan is.
 
-    Months without a prior year get the month's own actual with planning noise. Targets run six months
-    past the end of the data, as a sales plan does.
+    Target = the same month last year x the growth of the trailing twelve months as known two months
+    before, with planning noise (0.96 to 1.06). Months with no prior year get their own actual with
+    planning noise. Targets run six months past the end of the data.
     """
     amount = lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"])
     sales = (
@@ -470,19 +480,23 @@ def _targets(
     frames = [sales.assign(level="total", member="all")]
     frames += [sales.assign(level=level, member=sales[level]) for level in ("region", "segment")]
     monthly = pd.concat(frames).groupby(["level", "member", "period_start"], as_index=False)["amount"].sum()
-    first = monthly["period_start"].min()
-    last_plan = (pd.Timestamp(end) + pd.DateOffset(months=6)).to_period("M").to_timestamp()
-    periods = pd.date_range(first, last_plan, freq="MS")
-    members = monthly[["level", "member"]].drop_duplicates()
-    grid = members.merge(pd.DataFrame({"period_start": periods}), how="cross")
-    actual = grid.merge(monthly, how="left").fillna({"amount": 0.0})
-    prior = actual.assign(period_start=actual["period_start"] + pd.DateOffset(years=1)).rename(
-        columns={"amount": "prior_year"}
-    )
-    plan = grid.merge(actual, how="left").merge(prior, how="left")
-    noise = rng.uniform(0.95, 1.10, size=len(plan))
-    target = np.where(plan["prior_year"].notna(), plan["prior_year"] * 1.10, plan["amount"] * noise)
-    plan["target_amount"] = np.round(target, 2)
+    last_actual = pd.Timestamp(end).to_period("M").to_timestamp()
+    last_plan = last_actual + pd.DateOffset(months=6)
+    periods = pd.date_range(monthly["period_start"].min(), last_plan, freq="MS")
+    plans = []
+    for (level, member), group in monthly.groupby(["level", "member"], sort=True):
+        actual = group.set_index("period_start")["amount"].reindex(periods)
+        actual[actual.index <= last_actual] = actual[actual.index <= last_actual].fillna(0.0)
+        trailing = actual.rolling(12, min_periods=12).sum()
+        growth = (trailing / trailing.shift(12)).shift(2).ffill()
+        prior_year = actual.shift(12)
+        noise = rng.uniform(0.96, 1.06, size=len(periods))
+        target = np.where(prior_year.notna() & growth.notna(), prior_year * growth, actual) * noise
+        plans.append(
+            pd.DataFrame({"period_start": periods, "level": level, "member": member, "target_amount": target})
+        )
+    plan = pd.concat(plans, ignore_index=True)
+    plan["target_amount"] = np.round(plan["target_amount"], 2)
     plan = plan[plan["target_amount"] > 0]
     return pd.DataFrame(
         {
@@ -491,7 +505,7 @@ def _targets(
             "member": plan["member"].to_numpy(),
             "target_amount": plan["target_amount"].to_numpy(),
             "currency": "USD",
-            "updated_at": np.datetime64(first, "s") - np.timedelta64(1, "D"),
+            "updated_at": np.datetime64(periods[0], "s") - np.timedelta64(1, "D"),
         }
     )
 
@@ -555,9 +569,10 @@ def generate_crm(
     if not start < end:
         raise ValueError("start must be before end")
     rng = np.random.default_rng(seed)
-    customers = _customers(rng, n_customers, start, end)
+    # The business is older than its export: customers have signed up since two years before ``start``.
+    customers = _customers(rng, n_customers, start - timedelta(days=730), end)
     products = _products(rng, start)
-    orders, owner = _orders(rng, customers, end)
+    orders, owner = _orders(rng, customers, start, end)
     lines = _order_lines(rng, orders, customers["segment"].to_numpy()[owner], products)
     orders_per_customer = np.bincount(owner, minlength=n_customers)
     tables = {
@@ -565,8 +580,8 @@ def generate_crm(
         "products": products,
         "orders": orders,
         "order_lines": lines,
-        "interactions": _interactions(rng, customers, orders_per_customer, end),
-        "opportunities": _opportunities(rng, customers, end),
+        "interactions": _interactions(rng, customers, orders_per_customer, start, end),
+        "opportunities": _opportunities(rng, customers, start, end),
         "sales_targets": _targets(rng, orders, lines, customers, end),
     }
     defects = _inject_defects(rng, tables, defect_rate) if defect_rate > 0 else {}

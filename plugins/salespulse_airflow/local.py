@@ -9,6 +9,7 @@ so that later runs can compare actuals with the forecasts earlier runs made.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +19,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pandas as pd
+from sqlalchemy.engine import make_url
+
+from salespulse import generator
 from salespulse.config import REPO_ROOT, Settings
 from salespulse.generator import DEFAULT_END, generate_crm
 
@@ -86,13 +91,31 @@ def run_chain(as_of_dates: Sequence[date], dag_ids: Sequence[str] = CHAIN) -> di
 
 def prepare_exports(settings: Settings, customers: int, seed: int, regenerate: bool) -> dict[str, int]:
     marker = settings.export_dir / "_generated.json"
-    wanted = {"customers": customers, "seed": seed}
+    # The generator's own source is part of the key: changed code means regenerated files.
+    source = Path(generator.__file__).read_bytes()
+    wanted = {"customers": customers, "seed": seed, "generator_sha1": hashlib.sha1(source).hexdigest()}
     if not regenerate and marker.exists() and json.loads(marker.read_text()) == wanted:
         return {}
     dataset = generate_crm(n_customers=customers, seed=seed)
     dataset.write_exports(settings.export_dir)
     marker.write_text(json.dumps(wanted))
     return {name: len(frame) for name, frame in dataset.tables.items()}
+
+
+def reset_demo_warehouse(settings: Settings) -> bool:
+    """A new demo data set reuses the old one's keys, so it needs a new warehouse.
+
+    Only the embedded DuckDB file inside the data folder is removed; any other warehouse is left alone
+    with a warning, since it may hold data that is not the demo's.
+    """
+    url = make_url(settings.warehouse_url)
+    database = Path(url.database or "")
+    if url.get_backend_name() == "duckdb" and database.is_relative_to(settings.data_dir):
+        for path in (database, database.with_name(database.name + ".wal")):
+            path.unlink(missing_ok=True)
+        return True
+    print(f"warning: new demo data, but {url.render_as_string()} was not reset; use an empty database")
+    return False
 
 
 def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: float) -> None:
@@ -107,10 +130,11 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
     print(f"  customers by RFM segment: {headline['segments']}")
     print("  total revenue, actual vs forecast vs target (latest report):")
     for row in headline["total_variance"]:  # type: ignore[attr-defined]
-        target = f"{row['target']:,.0f}" if row["target"] is not None else "n/a"
+        target = "n/a" if pd.isna(row["target"]) else f"{row['target']:,.0f}"
+        variance = "n/a" if pd.isna(row["variance_pct"]) else f"{row['variance_pct']:+.1%}"
         print(
             f"    {str(row['period_start'])[:7]}  h={row['horizon']}  actual {row['actual']:,.0f}  "
-            f"forecast {row['forecast']:,.0f}  target {target}  variance {row['variance_pct']:+.1%}"
+            f"forecast {row['forecast']:,.0f}  target {target}  variance {variance}"
         )
     print("  BI views: reporting.customer_segments, reporting.segment_summary, reporting.forecast_vs_actual,")
     print("            reporting.variance, reporting.data_quality_daily")
@@ -132,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = prepare_exports(settings, args.customers, args.seed, args.regenerate)
     if written:
         print(f"generated CRM exports in {settings.export_dir}: {written}")
+        if reset_demo_warehouse(settings):
+            print(f"started a new demo warehouse for the new data: {settings.warehouse_url}")
     as_of_dates = month_starts_before(DEFAULT_END, args.months)
     print(f"running {' -> '.join(CHAIN)} for as-of dates {[d.isoformat() for d in as_of_dates]}")
     run_chain(as_of_dates)
