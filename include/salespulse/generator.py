@@ -608,13 +608,3 @@ def conform(frame: pd.DataFrame, spec: Entity) -> pd.DataFrame:
         else:
             out[column.name] = values.astype("bool")
     return out.reset_index(drop=True)
-
-
-def month_starts(first: date, last: date) -> list[date]:
-    """The first day of every month from ``first``'s month to ``last``'s month, inclusive."""
-    months = []
-    cursor = date(first.year, first.month, 1)
-    while cursor <= last:
-        months.append(cursor)
-        cursor = (cursor + timedelta(days=32)).replace(day=1)
-    return months

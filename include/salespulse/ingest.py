@@ -110,7 +110,9 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
 
 
 def known_keys(conn: Connection, entity: Entity) -> dict[str, list[Any]]:
-    """The reference sets this entity's suite checks against, read from core in this transaction."""
+    """The reference sets this entity's suite checks against, read from core before the load.
+
+    Core holds the latest state, so a backfill of an earlier date checks against keys known today."""
     needed = {
         name
         for name in _KNOWN_KEYS
