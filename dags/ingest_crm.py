@@ -40,9 +40,7 @@ def ingest_crm():
 
     @task
     def ingest_entity(entity: str, as_of: str, **context) -> dict:
-        return pipeline.ingest_entity(
-            runtime.settings(), entity, date.fromisoformat(as_of), context["run_id"]
-        )
+        return runtime.ingest_with_quality_alerts(entity, date.fromisoformat(as_of), context)
 
     @task(outlets=[assets.CRM_CORE])
     def publish_core(as_of: str, **context) -> None:

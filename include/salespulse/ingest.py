@@ -47,7 +47,7 @@ class LoadResult:
     rows_duplicate: int
     rows_quarantined: int
     rows_loaded: int
-    warnings: tuple[str, ...] = ()
+    failures: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,7 +57,7 @@ class LoadResult:
             "rows_duplicate": self.rows_duplicate,
             "rows_quarantined": self.rows_quarantined,
             "rows_loaded": self.rows_loaded,
-            "warnings": list(self.warnings),
+            "failures": list(self.failures),
         }
 
 
@@ -192,7 +192,7 @@ def load_entity(
         with engine.begin() as conn:
             _delete_batch(conn, entity, batch_id)
             bulk_insert(conn, "quality", "validation_results", history)
-        raise DataQualityError(f"{entity.name}: critical data-quality failure(s): {gate.critical_failures}")
+        raise DataQualityError(entity.name, gate.failures, rows_read=rows_read)
     reasons = gate.failed_rules.to_numpy(dtype=object)
     extra = type_problems.to_numpy(dtype=object)
     reasons = np.where(extra == "", reasons, np.where(reasons == "", extra, reasons + ";" + extra))
@@ -244,7 +244,7 @@ def load_entity(
             rows_duplicate=rows_duplicate,
             rows_quarantined=int(quarantined.sum()),
             rows_loaded=int((~quarantined).sum()),
-            warnings=tuple(gate.warnings),
+            failures=tuple(gate.failures),
         )
         if result.rows_read != result.rows_loaded + result.rows_quarantined + result.rows_duplicate:
             raise AssertionError(f"{entity.name}: load does not reconcile: {result.as_dict()}")

@@ -3,8 +3,9 @@
 Each entity has one suite in ``include/expectations/<entity>.json`` (GX's own format). An
 expectation's ``severity`` says what a failure does:
 
-- ``critical`` row-level rule (no ``mostly``): the failing rows are quarantined with the rule's
-  name; the other rows go on.
+- ``critical`` row-level rule: the failing rows are quarantined with the rule's name; the other rows
+  go on. If the rule has ``mostly`` and the batch misses it, the whole batch stops too: an extract
+  in which that many rows are bad is broken, not dirty.
 - ``critical`` table-level rule: the batch does not load and the gate fails.
 - ``warning``: recorded in the history and reported; the rows go on.
 
@@ -33,7 +34,14 @@ DATASOURCE = "salespulse_batches"
 
 
 class DataQualityError(RuntimeError):
-    """A critical table-level expectation failed: the batch must not be used downstream."""
+    """A critical expectation failed at batch level: the batch must not be used downstream."""
+
+    def __init__(self, entity: str, failures: list[dict[str, Any]], rows_read: int | None = None):
+        self.entity = entity
+        self.failures = failures
+        self.rows_read = rows_read
+        stopped = [f["rule"] for f in failures if f["action"] == "load stopped"]
+        super().__init__(f"{entity}: critical data-quality failure(s) stopped the load: {stopped}")
 
 
 @dataclass
@@ -44,8 +52,11 @@ class GateResult:
     suite_name: str
     history: pd.DataFrame
     failed_rules: pd.Series  # per input row: '' when the row passed, else the broken rules joined by ';'
-    critical_failures: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # one per failed expectation
+
+    @property
+    def critical_failures(self) -> list[str]:
+        return [f["rule"] for f in self.failures if f["action"] == "load stopped"]
 
     @property
     def quarantined(self) -> pd.Series:
@@ -92,6 +103,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _expected(kwargs: Mapping[str, Any], parameters: Mapping[str, Any]) -> str:
+    """What the expectation asked for, with runtime parameters filled in, for people to read."""
+    parts = []
+    for key, value in kwargs.items():
+        if key in ("column", "result_format", "batch_id"):
+            continue
+        if isinstance(value, dict) and "$PARAMETER" in value:
+            value = parameters.get(value["$PARAMETER"])
+            if isinstance(value, list) and len(value) > 5:
+                value = f"one of {len(value):,} known values"
+        elif isinstance(value, list) and len(value) > 8:
+            value = f"one of {len(value)} allowed values"
+        parts.append(f"{key}={_jsonable(value)}")
+    return ", ".join(parts)
+
+
 def _observed(result: Mapping[str, Any]) -> str | None:
     if "observed_value" in result:
         return json.dumps(_jsonable(result["observed_value"]), default=str, ensure_ascii=False)
@@ -120,8 +147,7 @@ def validate_batch(
     validated_at = datetime.now()
     history: list[dict[str, Any]] = []
     rules_by_row: dict[int, list[str]] = {}
-    critical: list[str] = []
-    warnings: list[str] = []
+    failures: list[dict[str, Any]] = []
     for item in outcome.results:
         config = item.expectation_config
         kwargs = config.kwargs
@@ -145,24 +171,40 @@ def validate_batch(
                 "validated_at": validated_at,
             }
         )
-        if item.success:
-            continue
         row_level = "unexpected_index_list" in result
-        if severity == "critical" and row_level and kwargs.get("mostly") in (None, 1, 1.0):
+        bad_rows = bool(result.get("unexpected_count")) and row_level
+        if severity == "critical" and bad_rows:
             for failing in result["unexpected_index_list"]:
                 rules_by_row.setdefault(int(failing[ROW_ID]), []).append(rule)
-        elif severity == "critical":
-            critical.append(f"{rule}: observed {_observed(result)}")
+        if item.success and not (severity == "critical" and bad_rows):
+            continue
+        if severity != "critical":
+            action = "recorded"
+        elif row_level and (item.success or kwargs.get("mostly") in (None, 1, 1.0)):
+            action = "rows quarantined"
         else:
-            warnings.append(
-                f"{rule}: {result.get('unexpected_count', '')} unexpected; observed {_observed(result)}"
-            )
+            action = "load stopped"
+        failures.append(
+            {
+                "rule": rule,
+                "severity": severity,
+                "expectation_type": config.type,
+                "column": kwargs.get("column"),
+                "unexpected_count": result.get("unexpected_count"),
+                "unexpected_percent": result.get("unexpected_percent"),
+                "observed": _observed(result),
+                "expected": _expected(kwargs, parameters),
+                "action": action,
+            }
+        )
     failed = pd.Series("", index=range(len(frame)), dtype=object)
     for row, rules in rules_by_row.items():
         failed.iloc[row] = ";".join(sorted(set(rules)))
     history_frame = pd.DataFrame(history)
     history_frame["run_id"] = run_id
     history_frame["as_of_date"] = as_of
-    for message in warnings:
-        log.warning("%s: data-quality warning %s", entity, message)
-    return GateResult(entity, suite.name, history_frame, failed, critical, warnings)
+    for failure in failures:
+        log.warning(
+            "%s: data-quality %s %s (%s)", entity, failure["severity"], failure["rule"], failure["action"]
+        )
+    return GateResult(entity, suite.name, history_frame, failed, failures)

@@ -9,8 +9,12 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException
 
+from salespulse import pipeline
+from salespulse.alerts import quality_alert
 from salespulse.config import Settings
+from salespulse.quality import DataQualityError
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +99,44 @@ def publish(context: Mapping[str, Any], asset: Asset, as_of: date, summary: Mapp
 def settings() -> Settings:
     """Settings from the worker's environment (WAREHOUSE_URL or AIRFLOW_CONN_SALESPULSE_WAREHOUSE, ...)."""
     return Settings.from_env()
+
+
+def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Load one entity; send one alert when its validation had failures.
+
+    A critical failure fails the task without retries (the data will not fix itself on a retry, and each
+    retry would alert again), so the asset the DAG emits at its end is not updated.
+    """
+    from salespulse_airflow.notifiers import send_alert
+
+    ti = context.get("ti")
+    dag_id = getattr(ti, "dag_id", "ingest_crm")
+    try:
+        result = pipeline.ingest_entity(settings(), entity, as_of, context["run_id"])
+    except DataQualityError as error:
+        alert = quality_alert(
+            dag_id=dag_id,
+            run_id=context["run_id"],
+            entity=entity,
+            as_of=as_of.isoformat(),
+            failures=error.failures,
+            rows={"read": error.rows_read or 0, "loaded": 0},
+        )
+        send_alert(alert, context)
+        raise AirflowFailException(str(error)) from error
+    if result["failures"]:
+        alert = quality_alert(
+            dag_id=dag_id,
+            run_id=context["run_id"],
+            entity=entity,
+            as_of=as_of.isoformat(),
+            failures=result["failures"],
+            rows={
+                "read": result["rows_read"],
+                "loaded": result["rows_loaded"],
+                "quarantined": result["rows_quarantined"],
+                "duplicates": result["rows_duplicate"],
+            },
+        )
+        send_alert(alert, context)
+    return result

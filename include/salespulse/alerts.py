@@ -1,0 +1,75 @@
+"""What an alert says. Delivery (email, Slack, webhooks) is Airflow's job, in ``plugins/``.
+
+One alert per failed validation, never one per row: it names the DAG, the run, the entity, each
+failed expectation with what was observed against what was expected, the rows quarantined, and
+where the Data Docs are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Alert:
+    subject: str
+    text: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def quality_alert(
+    *,
+    dag_id: str,
+    run_id: str,
+    entity: str,
+    as_of: str,
+    failures: Sequence[Mapping[str, Any]],
+    rows: Mapping[str, int] | None = None,
+    data_docs: str | None = None,
+) -> Alert:
+    """The message for one validation with failed expectations."""
+    stopped = any(f["action"] == "load stopped" for f in failures)
+    critical = sum(1 for f in failures if f["severity"] == "critical")
+    outcome = "load STOPPED, downstream not updated" if stopped else "loaded; failing rows quarantined"
+    if not critical:
+        outcome = "loaded with warnings"
+    subject = (
+        f"[SalesPulse] data quality: {entity} as of {as_of}: {len(failures)} check(s) failed"
+        f" ({critical} critical) - {'load stopped' if stopped else 'loaded'}"
+    )
+    lines = [
+        f"DAG: {dag_id}",
+        f"Run: {run_id}",
+        f"Entity: {entity} (as of {as_of})",
+        f"Outcome: {outcome}",
+    ]
+    if rows:
+        lines.append(
+            "Rows: " + ", ".join(f"{name} {count:,}" for name, count in rows.items() if count is not None)
+        )
+    lines.append("Failed expectations:")
+    for f in failures:
+        count = f.get("unexpected_count")
+        share = f.get("unexpected_percent")
+        counted = f"; {count:,} rows ({share:.2f}%)" if count is not None and share is not None else ""
+        column = f" on {f['column']}" if f.get("column") else ""
+        lines.append(
+            f"  - [{f['severity']}] {f['rule']}{column}: observed {f['observed']}; expected {f['expected']}"
+            f"{counted} -> {f['action']}"
+        )
+    if data_docs:
+        lines.append(f"Data Docs: {data_docs}")
+    payload = {
+        "kind": "data_quality",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "entity": entity,
+        "as_of": as_of,
+        "load_stopped": stopped,
+        "rows": dict(rows or {}),
+        "failures": [dict(f) for f in failures],
+        "data_docs": data_docs,
+    }
+    return Alert(subject=subject, text="\n".join(lines), payload=payload)

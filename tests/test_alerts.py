@@ -1,0 +1,203 @@
+"""Alerts reach people: a real SMTP server and a real HTTP receiver on loopback, fed by the real ingest DAG.
+
+Bad inputs tried here: negative unit prices on a few order lines (rows quarantined, run goes on), and a
+third of all orders pointing at customers that do not exist (the load stops, nothing downstream updates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiosmtpd.controller import Controller
+
+from salespulse.alerts import quality_alert
+from salespulse.generator import CrmDataset, generate_crm
+
+AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler API
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[_Mailbox, int]]:
+    with socket.socket() as probe:  # the controller checks its own port, so it needs a real one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailbox = _Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[tuple[list[tuple[str, dict]], int]]:
+    received: list[tuple[str, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's handler API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, json.loads(body.decode("utf-8"))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def alert_channels(smtp_server, http_receiver, monkeypatch: pytest.MonkeyPatch):
+    mailbox, smtp_port = smtp_server
+    received, http_port = http_receiver
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SALESPULSE_SMTP",
+        f"smtp://127.0.0.1:{smtp_port}?from_email=salespulse%40example.com&to=data-team%40example.com"
+        "&disable_tls=true&disable_ssl=true",
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_SALESPULSE_WEBHOOK", f"http://127.0.0.1:{http_port}/webhook")
+    monkeypatch.setenv("AIRFLOW_CONN_SALESPULSE_SLACK", f"http://127.0.0.1:{http_port}/slack")
+    return mailbox, received
+
+
+def _exports(dataset: CrmDataset, folder: Path) -> Path:
+    dataset.write_exports(folder, formats=("parquet",))
+    return folder
+
+
+def _run_ingest(warehouse_url: str, exports: Path, monkeypatch: pytest.MonkeyPatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("SALESPULSE_EXPORT_DIR", str(exports))
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["ingest_crm"]
+    return dag.test(logical_date=AS_OF, run_conf={"as_of": AS_OF.date().isoformat()})
+
+
+def _asset_events(run_id: str) -> int:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count()).select_from(AssetEvent).where(AssetEvent.source_run_id == run_id)
+        )
+
+
+def test_the_message_names_run_entity_rules_observed_and_expected() -> None:
+    alert = quality_alert(
+        dag_id="ingest_crm",
+        run_id="manual__1",
+        entity="orders",
+        as_of="2026-11-01",
+        failures=[
+            {"rule": "order_date_not_in_future", "severity": "critical", "column": "order_date",
+             "unexpected_count": 3, "unexpected_percent": 0.5, "observed": "0.5000% unexpected",
+             "expected": "max_value=2026-11-01T00:00:00", "action": "rows quarantined"},
+            {"rule": "email_format", "severity": "warning", "column": "email", "unexpected_count": 7,
+             "unexpected_percent": 1.0, "observed": "1.0000% unexpected", "expected": "regex=...",
+             "action": "recorded"},
+        ],
+        rows={"read": 600, "loaded": 597, "quarantined": 3},
+        data_docs="file:///tmp/docs/index.html",
+    )  # fmt: skip
+    assert alert.subject.startswith(
+        "[SalesPulse] data quality: orders as of 2026-11-01: 2 check(s) failed (1 critical)"
+    )
+    for needle in ("DAG: ingest_crm", "Run: manual__1", "quarantined 3", "order_date_not_in_future on order_date",
+                   "expected max_value=2026-11-01", "3 rows (0.50%)", "[warning] email_format",
+                   "Data Docs: file:///tmp/docs/index.html"):  # fmt: skip
+        assert needle in alert.text, needle
+    assert alert.payload["load_stopped"] is False
+    assert len(alert.payload["failures"]) == 2
+
+
+@pytest.mark.airflow
+def test_one_readable_message_per_failed_validation_on_every_channel(
+    airflow_db, alert_channels, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailbox, received = alert_channels
+    dataset = generate_crm(300, seed=21, defect_rate=0)
+    lines = dataset["order_lines"]
+    lines.loc[lines.index[:4], "unit_price"] = -5.0
+    dag_run = _run_ingest(duckdb_url, _exports(dataset, tmp_path / "exports"), monkeypatch)
+
+    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
+    assert _asset_events(dag_run.run_id) >= 1  # the good run updates crm_core
+    assert len(mailbox.messages) == 1
+    email = mailbox.messages[0]
+    assert email["To"] == "data-team@example.com"
+    assert "order_lines" in email["Subject"] and "1 critical" in email["Subject"]
+    body = (
+        email.get_payload(decode=True)
+        if not email.is_multipart()
+        else email.get_payload()[0].get_payload(decode=True)
+    )
+    text = body.decode("utf-8")
+    assert "unit_price_not_negative on unit_price" in text and "quarantined 4" in text
+    assert dag_run.run_id in text
+
+    by_path = {path: payload for path, payload in received}
+    assert [path for path, _ in received].count("/webhook") == 1
+    assert [path for path, _ in received].count("/slack") == 1
+    webhook = by_path["/webhook"]
+    assert webhook["entity"] == "order_lines" and webhook["rows"]["quarantined"] == 4
+    assert webhook["failures"][0]["rule"] == "unit_price_not_negative"
+    assert webhook["failures"][0]["unexpected_count"] == 4
+    assert "unit_price_not_negative" in by_path["/slack"]["text"]
+
+
+@pytest.mark.airflow
+def test_a_critical_failure_stops_the_load_alerts_once_and_updates_no_asset(
+    airflow_db, alert_channels, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailbox, received = alert_channels
+    dataset = generate_crm(300, seed=22, defect_rate=0)
+    orders = dataset["orders"]
+    broken = np.arange(0, len(orders), 3)
+    orders.loc[orders.index[broken], "customer_id"] = "X-UNKNOWN"
+    dag_run = _run_ingest(duckdb_url, _exports(dataset, tmp_path / "exports"), monkeypatch)
+
+    assert str(getattr(dag_run.state, "value", dag_run.state)) == "failed"
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    assert states["ingest_orders"] == "failed"
+    assert states["publish_core"] == "upstream_failed"
+    assert states["ingest_customers"] == "success"
+    assert _asset_events(dag_run.run_id) == 0  # crm_core not updated: customer_segments is not triggered
+
+    assert len(mailbox.messages) == 1  # one alert, not one per retry or per row
+    assert "orders" in mailbox.messages[0]["Subject"] and "load stopped" in mailbox.messages[0]["Subject"]
+    webhook = [payload for path, payload in received if path == "/webhook"]
+    assert len(webhook) == 1 and webhook[0]["load_stopped"] is True
+    stopped = [f for f in webhook[0]["failures"] if f["action"] == "load stopped"]
+    assert [f["rule"] for f in stopped] == ["order_customer_known"]
+    assert "mostly=0.95" in stopped[0]["expected"]
