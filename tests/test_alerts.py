@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,14 +24,14 @@ from aiosmtpd.controller import Controller
 from salespulse.alerts import quality_alert
 from salespulse.generator import CrmDataset, generate_crm
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler API
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -55,7 +55,7 @@ def http_receiver() -> Iterator[tuple[list[tuple[str, dict]], int]]:
     received: list[tuple[str, dict]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's handler API
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((self.path, json.loads(body.decode("utf-8"))))
             self.send_response(200)
@@ -133,9 +133,17 @@ def test_the_message_names_run_entity_rules_observed_and_expected() -> None:
     assert alert.subject.startswith(
         "[SalesPulse] data quality: orders as of 2026-11-01: 2 check(s) failed (1 critical)"
     )
-    for needle in ("DAG: ingest_crm", "Run: manual__1", "quarantined 3", "order_date_not_in_future on order_date",
-                   "expected max_value=2026-11-01", "3 rows (0.50%)", "[warning] email_format",
-                   "Data Docs: file:///tmp/docs/index.html"):  # fmt: skip
+    needles = [
+        "DAG: ingest_crm",
+        "Run: manual__1",
+        "quarantined 3",
+        "order_date_not_in_future on order_date",
+        "expected max_value=2026-11-01",
+        "3 rows (0.50%)",
+        "[warning] email_format",
+        "Data Docs: file:///tmp/docs/index.html",
+    ]
+    for needle in needles:
         assert needle in alert.text, needle
     assert alert.payload["load_stopped"] is False
     assert len(alert.payload["failures"]) == 2
@@ -166,7 +174,7 @@ def test_one_readable_message_per_failed_validation_on_every_channel(
     assert "unit_price_not_negative on unit_price" in text and "quarantined 4" in text
     assert dag_run.run_id in text
 
-    by_path = {path: payload for path, payload in received}
+    by_path = dict(received)
     assert [path for path, _ in received].count("/webhook") == 1
     assert [path for path, _ in received].count("/slack") == 1
     webhook = by_path["/webhook"]
