@@ -98,6 +98,7 @@ def _run_ingest(warehouse_url: str, exports: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("SALESPULSE_EXPORT_DIR", str(exports))
+    monkeypatch.setenv("SALESPULSE_DATA_DIR", str(exports.parent / "data"))
     dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["ingest_crm"]
     return dag.test(logical_date=AS_OF, run_conf={"as_of": AS_OF.date().isoformat()})
 
@@ -173,6 +174,11 @@ def test_one_readable_message_per_failed_validation_on_every_channel(
     text = body.decode("utf-8")
     assert "unit_price_not_negative on unit_price" in text and "quarantined 4" in text
     assert dag_run.run_id in text
+    docs = text.split("Data Docs: ", 1)[1].split("<")[0].strip()
+    assert docs.startswith("file://") and docs.endswith("index.html")
+    index = Path(docs.removeprefix("file://"))
+    assert index.is_relative_to(tmp_path) and index.exists()
+    assert "salespulse.order_lines" in index.read_text(encoding="utf-8")
 
     by_path = dict(received)
     assert [path for path, _ in received].count("/webhook") == 1

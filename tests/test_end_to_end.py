@@ -47,11 +47,13 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     small_exports: Path,
     warehouse_url: str,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from salespulse_airflow.local import run_chain
 
     monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("SALESPULSE_EXPORT_DIR", str(small_exports))
+    monkeypatch.setenv("SALESPULSE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SALESPULSE_FORECAST_HORIZON", "3")
 
     states = run_chain(AS_OF_DATES[:1])
@@ -64,8 +66,10 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     # Every table and view of every layer has rows.
     counts = table_counts(engine)
     assert {name.split(".")[0] for name in counts} == set(LAYERS)
-    empty = [name for name, n in counts.items() if n == 0]
+    # (Per-entity quarantine views are empty for entities with nothing held back.)
+    empty = [name for name, n in counts.items() if n == 0 and not name.startswith("quality.quarantine_")]
     assert empty == []
+    assert counts["quality.quarantine_orders"] > 0 and counts["quality.quarantine_order_lines"] > 0
 
     # Every landed batch and output row traces back to an Airflow run of this test.
     batches = read_frame(engine, "select * from audit.load_batches")
@@ -127,6 +131,11 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         expected_revenue(small_crm, date(2026, 11, 1)) - expected_revenue(small_crm, date(2026, 10, 1)),
         rel=1e-9,
     )
+
+    # Every entity's validations are in the Data Docs site.
+    index = tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    site = index.read_text(encoding="utf-8")
+    assert all(f"salespulse.{entity.name}" in site for entity in ENTITIES)
 
     # Chinese names survive every step into the BI view.
     names = read_frame(engine, "select customer_name from reporting.customer_segments")["customer_name"]

@@ -71,6 +71,7 @@ def test_every_defect_kind_is_caught_by_the_right_rule(
     # Warnings are recorded with counts, and those customers still load.
     history = read_frame(engine, "select * from quality.validation_results where entity = 'customers'")
     email = history[history.column_name == "email"].set_index("expectation_type")
+    normalized = history[history.column_name == "_email_normalized"].set_index("expectation_type")
     assert email.loc["expect_column_values_to_match_regex", "unexpected_count"] == len(
         defects["malformed_email"]
     )
@@ -78,7 +79,7 @@ def test_every_defect_kind_is_caught_by_the_right_rule(
     assert missing.unexpected_count == len(defects["missing_email"])
     assert missing.severity == "warning" and bool(missing.success)  # the 95% threshold is still met
     # A duplicate shares its email with the original: both rows are flagged.
-    assert email.loc["expect_column_values_to_be_unique", "unexpected_count"] == 2 * len(
+    assert normalized.loc["expect_column_values_to_be_unique", "unexpected_count"] == 2 * len(
         defects["duplicate_customer"]
     )
     assert results["customers"].rows_quarantined == 0
@@ -100,6 +101,8 @@ def test_rows_read_equal_loaded_plus_quarantined_plus_duplicates(
     for row in audit.itertuples():
         raw = read_frame(engine, f"select count(*) as n from raw.{row.entity}").n.iloc[0]
         assert raw == row.rows_loaded + row.rows_quarantined, row.entity
+        held = read_frame(engine, f"select count(*) as n from quality.quarantine_{row.entity}").n.iloc[0]
+        assert held == row.rows_quarantined, row.entity
 
 
 def test_loading_the_same_date_twice_leaves_the_warehouse_identical(

@@ -65,6 +65,11 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
+    def data_docs_root(self) -> Path:
+        """Where Great Expectations keeps validation results and builds the Data Docs site."""
+        return self.data_dir / "gx"
+
+    @property
     def dialect(self) -> str:
         return self.warehouse_url.split(":", 1)[0].split("+", 1)[0]
 

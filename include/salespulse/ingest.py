@@ -48,6 +48,7 @@ class LoadResult:
     rows_quarantined: int
     rows_loaded: int
     failures: tuple[dict[str, Any], ...] = ()
+    data_docs: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class LoadResult:
             "rows_quarantined": self.rows_quarantined,
             "rows_loaded": self.rows_loaded,
             "failures": list(self.failures),
+            "data_docs": self.data_docs,
         }
 
 
@@ -109,28 +111,54 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
     return typed, problems
 
 
-def known_keys(conn: Connection, entity: Entity) -> dict[str, list[Any]]:
-    """The reference sets this entity's suite checks against, read from core before the load.
+def gate_inputs(conn: Connection, entity: Entity, as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The runtime parameters and reference data this entity's suite needs, read before the load.
 
-    Core holds the latest state, so a backfill of an earlier date checks against keys known today."""
-    needed = {
-        name
-        for name in _KNOWN_KEYS
-        if any(
-            isinstance(v, dict) and v.get("$PARAMETER") == name
-            for exp in _suite_expectations(entity.name)
-            for v in exp["kwargs"].values()
-        )
+    Reference keys come from core, which holds the latest state, so a backfill of an earlier date checks
+    against keys known today. Baselines: volume from this entity's earlier loads in the audit, mean line
+    amount from core as it stands before this load.
+    """
+    document = load_suite_document(entity.name)
+    meta = document.get("meta", {})
+    used = {
+        v["$PARAMETER"]
+        for expectation in document["expectations"]
+        for v in expectation["kwargs"].values()
+        if isinstance(v, dict) and "$PARAMETER" in v
     }
-    values: dict[str, list[Any]] = {}
-    for name in needed:
+    parameters: dict[str, Any] = {"as_of": pd.Timestamp(as_of)}
+    for name in used & _KNOWN_KEYS.keys():
         table, column = _KNOWN_KEYS[name]
-        values[name] = read_frame(conn, f"select {column} from {table}")[column].tolist()
-    return values
-
-
-def _suite_expectations(entity: str) -> list[dict[str, Any]]:
-    return load_suite_document(entity)["expectations"]
+        parameters[name] = read_frame(conn, f"select {column} from {table}")[column].tolist()
+    if "fresh_after" in used:
+        parameters["fresh_after"] = pd.Timestamp(as_of) - pd.Timedelta(days=meta.get("freshness_sla_days", 7))
+    if {"volume_min", "volume_max"} & used:
+        history = read_frame(
+            conn,
+            "select rows_read from audit.load_batches where entity = :entity and as_of_date < :as_of "
+            "order by as_of_date desc limit 5",
+            {"entity": entity.name, "as_of": as_of},
+        )
+        if len(history):
+            typical = float(history["rows_read"].median())
+            tolerance = float(meta.get("volume_tolerance", 0.5))
+            parameters["volume_min"] = int(typical * (1 - tolerance))
+            parameters["volume_max"] = int(typical * (1 + tolerance)) + 1
+    if {"line_amount_mean_min", "line_amount_mean_max"} & used:
+        baseline = read_frame(
+            conn,
+            "select avg(quantity * unit_price * (1 - coalesce(discount_pct, 0))) as mean_amount "
+            "from core.fct_order_line",
+        )["mean_amount"].iloc[0]
+        if baseline is not None and not pd.isna(baseline):
+            tolerance = float(meta.get("mean_tolerance", 0.25))
+            parameters["line_amount_mean_min"] = float(baseline) * (1 - tolerance)
+            parameters["line_amount_mean_max"] = float(baseline) * (1 + tolerance)
+    references: dict[str, Any] = {}
+    if entity.name == "orders":
+        signups = read_frame(conn, "select customer_id, signup_date from core.dim_customer")
+        references["customer_signup"] = dict(zip(signups["customer_id"], signups["signup_date"], strict=True))
+    return parameters, references
 
 
 def deduplicate(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, int]:
@@ -171,6 +199,7 @@ def load_entity(
     as_of: date,
     run_id: str,
     source: str,
+    docs_root: Path | None = None,
 ) -> LoadResult:
     """Gate one entity's extract and load it, as of ``as_of`` (rows updated before that day)."""
     entity = get_entity(entity_name)
@@ -184,15 +213,23 @@ def load_entity(
     source_rows = source_rows.loc[deduped.index]
 
     with engine.connect() as conn:
-        parameters: dict[str, Any] = {"as_of": pd.Timestamp(as_of), **known_keys(conn, entity)}
-    gate: GateResult = validate_batch(entity.name, deduped, parameters, run_id=run_id, as_of=as_of)
+        parameters, references = gate_inputs(conn, entity, as_of)
+    gate: GateResult = validate_batch(
+        entity.name,
+        deduped,
+        parameters,
+        run_id=run_id,
+        as_of=as_of,
+        references=references,
+        docs_root=docs_root,
+    )
     history = gate.history.assign(batch_id=batch_id)
     if not gate.passed:
         # Keep the history of the failed validation, then stop: nothing of this batch reaches core.
         with engine.begin() as conn:
             _delete_batch(conn, entity, batch_id)
             bulk_insert(conn, "quality", "validation_results", history)
-        raise DataQualityError(entity.name, gate.failures, rows_read=rows_read)
+        raise DataQualityError(entity.name, gate.failures, rows_read=rows_read, data_docs=gate.data_docs)
     reasons = gate.failed_rules.to_numpy(dtype=object)
     extra = type_problems.to_numpy(dtype=object)
     reasons = np.where(extra == "", reasons, np.where(reasons == "", extra, reasons + ";" + extra))
@@ -245,6 +282,7 @@ def load_entity(
             rows_quarantined=int(quarantined.sum()),
             rows_loaded=int((~quarantined).sum()),
             failures=tuple(gate.failures),
+            data_docs=gate.data_docs,
         )
         if result.rows_read != result.rows_loaded + result.rows_quarantined + result.rows_duplicate:
             raise AssertionError(f"{entity.name}: load does not reconcile: {result.as_dict()}")

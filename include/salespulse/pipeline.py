@@ -80,7 +80,13 @@ def ingest_entity(settings: Settings, entity_name: str, as_of: date, run_id: str
     frame = extract_as_of(read_export(settings.export_dir, entity, settings.source_format), entity, as_of)
     with warehouse(settings) as engine:
         result = load_entity(
-            engine, entity.name, frame, as_of, run_id, source=f"files:{settings.source_format}"
+            engine,
+            entity.name,
+            frame,
+            as_of,
+            run_id,
+            source=f"files:{settings.source_format}",
+            docs_root=settings.data_docs_root,
         )
     return result.as_dict()
 

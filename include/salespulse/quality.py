@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
 import pandas as pd
+from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from salespulse.config import EXPECTATIONS_DIR
@@ -33,13 +35,39 @@ ROW_ID = "_row"
 DATASOURCE = "salespulse_batches"
 
 
+# Columns some rules check that the source does not carry as such. Prefixed with "_", never landed.
+DERIVED_COLUMNS: dict[str, dict[str, Callable[[pd.DataFrame, Mapping[str, Any]], pd.Series]]] = {
+    "customers": {
+        "_email_normalized": lambda frame, refs: frame["email"].str.strip().str.lower(),
+        "_phone_normalized": lambda frame, refs: frame["phone"].str.replace(r"\D", "", regex=True),
+    },
+    "orders": {
+        "_customer_signup_date": lambda frame, refs: pd.to_datetime(
+            frame["customer_id"].map(refs.get("customer_signup", {}))
+        ),
+    },
+    "order_lines": {
+        "_line_amount": lambda frame, refs: (
+            frame["quantity"] * frame["unit_price"] * (1 - frame["discount_pct"].fillna(0.0))
+        ).astype("float64"),
+    },
+}
+
+
 class DataQualityError(RuntimeError):
     """A critical expectation failed at batch level: the batch must not be used downstream."""
 
-    def __init__(self, entity: str, failures: list[dict[str, Any]], rows_read: int | None = None):
+    def __init__(
+        self,
+        entity: str,
+        failures: list[dict[str, Any]],
+        rows_read: int | None = None,
+        data_docs: str | None = None,
+    ):
         self.entity = entity
         self.failures = failures
         self.rows_read = rows_read
+        self.data_docs = data_docs
         stopped = [f["rule"] for f in failures if f["action"] == "load stopped"]
         super().__init__(f"{entity}: critical data-quality failure(s) stopped the load: {stopped}")
 
@@ -53,6 +81,7 @@ class GateResult:
     history: pd.DataFrame
     failed_rules: pd.Series  # per input row: '' when the row passed, else the broken rules joined by ';'
     failures: list[dict[str, Any]] = field(default_factory=list)  # one per failed expectation
+    data_docs: str | None = None
 
     @property
     def critical_failures(self) -> list[str]:
@@ -75,14 +104,19 @@ def load_suite_document(entity: str) -> dict[str, Any]:
 
 
 @cache
-def _context() -> Any:
-    context = gx.get_context(mode="ephemeral")
+def _context(docs_root: str | None = None) -> Any:
+    """GX's context: a file context under ``docs_root`` (validation results kept, Data Docs built), or an
+    in-memory one when no folder is given."""
+    context: Any = (
+        gx.get_context(mode="ephemeral")
+        if docs_root is None
+        else gx.get_context(mode="file", project_root_dir=docs_root)
+    )
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
 
-def _batch_definition(entity: str) -> Any:
-    context = _context()
+def _batch_definition(context: Any, entity: str) -> Any:
     try:
         source = context.data_sources.get(DATASOURCE)
     except (KeyError, ValueError):
@@ -95,6 +129,33 @@ def _batch_definition(entity: str) -> Any:
         return asset.get_batch_definition("whole_batch")
     except (KeyError, ValueError, LookupError):
         return asset.add_batch_definition_whole_dataframe("whole_batch")
+
+
+def _run_suite(
+    entity: str, suite: Any, batch_frame: pd.DataFrame, parameters: dict[str, Any], docs_root: Path | None
+) -> tuple[Any, str | None]:
+    """Validate; with a docs folder, through a checkpoint that stores the result and updates Data Docs."""
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]}
+    context = _context(None if docs_root is None else str(docs_root))
+    definition = _batch_definition(context, entity)
+    if docs_root is None:
+        batch = definition.get_batch(batch_parameters={"dataframe": batch_frame})
+        return batch.validate(suite, expectation_parameters=parameters, result_format=result_format), None
+    suite = context.suites.add_or_update(suite)
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"salespulse.{entity}", data=definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"salespulse.{entity}",
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format=result_format,
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": batch_frame}, expectation_parameters=parameters)
+    site = context.get_docs_sites_urls()[0]["site_url"]
+    return next(iter(run.run_results.values())), site
 
 
 def _jsonable(value: Any) -> Any:
@@ -127,22 +188,37 @@ def _observed(result: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _without_baseline(expectation: Mapping[str, Any], parameters: Mapping[str, Any]) -> bool:
+    """True when every runtime parameter the expectation uses is missing: there is no baseline yet."""
+    names = [
+        v["$PARAMETER"] for v in expectation["kwargs"].values() if isinstance(v, dict) and "$PARAMETER" in v
+    ]
+    return bool(names) and all(parameters.get(name) is None for name in names)
+
+
 def validate_batch(
     entity: str,
     frame: pd.DataFrame,
     parameters: Mapping[str, Any],
     run_id: str = "",
     as_of: date | None = None,
+    references: Mapping[str, Any] | None = None,
+    docs_root: Path | None = None,
 ) -> GateResult:
-    """Validate ``frame`` against the entity's suite; never mutates ``frame``."""
-    document = load_suite_document(entity)
+    """Validate ``frame`` against the entity's suite; never mutates ``frame``.
+
+    Expectations whose runtime parameters are all missing (a volume check on the first load, say) are
+    skipped: a check with no baseline cannot fail honestly.
+    """
+    document = dict(load_suite_document(entity))
+    document["expectations"] = [e for e in document["expectations"] if not _without_baseline(e, parameters)]
     suite = gx.ExpectationSuite(**document)
-    batch_frame = frame.reset_index(drop=True).assign(**{ROW_ID: range(len(frame))})
-    batch = _batch_definition(entity).get_batch(batch_parameters={"dataframe": batch_frame})
-    outcome = batch.validate(
-        suite,
-        expectation_parameters={k: _jsonable(v) if k == "as_of" else v for k, v in parameters.items()},
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]},
+    derived = {
+        name: compute(frame, references or {}) for name, compute in DERIVED_COLUMNS.get(entity, {}).items()
+    }
+    batch_frame = frame.assign(**derived).reset_index(drop=True).assign(**{ROW_ID: range(len(frame))})
+    outcome, data_docs = _run_suite(
+        entity, suite, batch_frame, {k: _jsonable(v) for k, v in parameters.items()}, docs_root
     )
     validated_at = datetime.now()
     history: list[dict[str, Any]] = []
@@ -160,6 +236,7 @@ def validate_batch(
             {
                 "entity": entity,
                 "suite_name": suite.name,
+                "rule_name": rule,
                 "expectation_type": config.type,
                 "column_name": kwargs.get("column"),
                 "severity": severity,
@@ -207,4 +284,6 @@ def validate_batch(
         log.warning(
             "%s: data-quality %s %s (%s)", entity, failure["severity"], failure["rule"], failure["action"]
         )
-    return GateResult(entity, suite.name, history_frame, failed, failures)
+    if data_docs:
+        log.info("%s: Data Docs updated at %s", entity, data_docs)
+    return GateResult(entity, suite.name, history_frame, failed, failures, data_docs)

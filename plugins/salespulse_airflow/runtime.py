@@ -121,6 +121,7 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
             as_of=as_of.isoformat(),
             failures=error.failures,
             rows={"read": error.rows_read or 0, "loaded": 0},
+            data_docs=error.data_docs,
         )
         send_alert(alert, context)
         raise AirflowFailException(str(error)) from error
@@ -137,6 +138,7 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
                 "quarantined": result["rows_quarantined"],
                 "duplicates": result["rows_duplicate"],
             },
+            data_docs=result["data_docs"],
         )
         send_alert(alert, context)
     return result
