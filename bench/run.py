@@ -27,6 +27,8 @@ CASES = {
     "duckdb_to_sql": "order lines -> DuckDB (DataFrame.to_sql, multi-row inserts)",
     "postgres_fast": "order lines -> PostgreSQL (COPY)",
     "postgres_to_sql": "order lines -> PostgreSQL (DataFrame.to_sql, multi-row inserts)",
+    "gate": "quality gate, order-lines suite (GX on pandas, in memory)",
+    "gate_docs": "quality gate, order-lines suite (GX checkpoint + Data Docs)",
 }
 TO_SQL_ROWS = 100_000  # to_sql is orders of magnitude slower: measured on a slice, reported per row
 
@@ -49,6 +51,8 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
     )
     if case == "generate":
         return {"rows": sum(len(t) for t in data.tables.values()), "seconds": generate_seconds}
+    if case.startswith("gate"):
+        return run_gate(data, docs=case == "gate_docs")
     engine = get_engine(url or f"duckdb:///{tempfile.mkdtemp()}/bench.duckdb")
     create_schema(engine)
     if case.endswith("to_sql"):
@@ -70,6 +74,32 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
     seconds = time.perf_counter() - started
     engine.dispose()
     return {"rows": len(lines), "seconds": seconds}
+
+
+def run_gate(data, docs: bool) -> dict:
+    """The whole order-lines suite over every generated line, as the ingest task runs it."""
+    import pandas as pd
+
+    from salespulse.generator import DEFAULT_END
+    from salespulse.ingest import coerce_types
+    from salespulse.model import get_entity
+    from salespulse.quality import validate_batch
+
+    entity = get_entity("order_lines")
+    typed, _ = coerce_types(data["order_lines"], entity)
+    parameters = {
+        "as_of": pd.Timestamp(DEFAULT_END) + pd.Timedelta(days=1),
+        "fresh_after": pd.Timestamp(DEFAULT_END) - pd.Timedelta(days=3),
+    }
+    docs_root = Path(tempfile.mkdtemp()) / "gx" if docs else None
+    started = time.perf_counter()
+    references = {
+        "known_order_ids": set(data["orders"]["order_id"]),
+        "known_product_ids": set(data["products"]["product_id"]),
+    }
+    gate = validate_batch("order_lines", typed, parameters, docs_root=docs_root, references=references)
+    seconds = time.perf_counter() - started
+    return {"rows": len(typed), "seconds": seconds, "quarantined": int(gate.quarantined.sum())}
 
 
 def _postgres_database(admin_url: str) -> tuple[str, str]:
@@ -107,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES), help="cases to run")
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -119,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for case, label in CASES.items():
+        if case not in args.cases:
+            continue
         database = None
         url = None
         if case.startswith("postgres"):
@@ -139,9 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['rows_per_second']:>12,.0f} rows/s  peak {result['peak_rss_mb']:>7,.0f} MB"
         )
     by_case = {r["case"]: r for r in results}
-    for engine in ("duckdb", "postgres"):
-        ratio = by_case[f"{engine}_fast"]["rows_per_second"] / by_case[f"{engine}_to_sql"]["rows_per_second"]
-        print(f"{engine}: fast path is {ratio:,.1f}x the rows/s of DataFrame.to_sql in this run")
+    for fast, slow in (
+        ("duckdb_fast", "duckdb_to_sql"),
+        ("postgres_fast", "postgres_to_sql"),
+        ("gate", "gate_docs"),
+    ):
+        if fast in by_case and slow in by_case:
+            ratio = by_case[fast]["rows_per_second"] / by_case[slow]["rows_per_second"]
+            print(f"{CASES[fast]} vs {CASES[slow]}: {ratio:,.2f}x the rows/s in this run")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"customers": args.customers, "results": results}, indent=2))
     return 0

@@ -9,7 +9,10 @@ de-duplicate by business key (last update wins), run the entity's Great Expectat
 batch in `raw`, quarantine rows that broke a critical rule in `quality.quarantine` with the rule named,
 write every expectation's outcome to `quality.validation_results`, merge the good rows into `core`,
 and record the counts in `audit.load_batches` (rows read = loaded + quarantined + duplicates).
-A critical table-level failure stops the run, so `crm_core` is not updated and nothing downstream runs.
+A critical batch-level failure fails the task without retries, so `crm_core` is not updated and nothing
+downstream runs. Every validation with failures sends one alert (email, Slack, JSON webhook: whichever of
+the `salespulse_smtp`, `salespulse_slack`, `salespulse_webhook` connections exist), and the GX Data Docs
+are rebuilt under `.data/gx/` on every run.
 
 **As-of date:** `params.as_of`, else the logical date.
 **Emits:** `crm_core`, which triggers `customer_segments`.

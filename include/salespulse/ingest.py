@@ -27,11 +27,17 @@ from salespulse.warehouse import bulk_insert, check_identifier, read_frame, run_
 
 log = logging.getLogger(__name__)
 
-# Runtime values the suites refer to as {"$PARAMETER": ...}, and where they come from in core.
+# Reference keys for the referential checks, and where they come from in core.
 _KNOWN_KEYS = {
     "known_customer_ids": ("core.dim_customer", "customer_id"),
     "known_order_ids": ("core.fct_order", "order_id"),
     "known_product_ids": ("core.dim_product", "product_id"),
+}
+_REFERENCES = {
+    "orders": ("known_customer_ids",),
+    "order_lines": ("known_order_ids", "known_product_ids"),
+    "interactions": ("known_customer_ids",),
+    "opportunities": ("known_customer_ids",),
 }
 
 
@@ -127,9 +133,10 @@ def gate_inputs(conn: Connection, entity: Entity, as_of: date) -> tuple[dict[str
         if isinstance(v, dict) and "$PARAMETER" in v
     }
     parameters: dict[str, Any] = {"as_of": pd.Timestamp(as_of)}
-    for name in used & _KNOWN_KEYS.keys():
+    references: dict[str, Any] = {}
+    for name in _REFERENCES.get(entity.name, ()):
         table, column = _KNOWN_KEYS[name]
-        parameters[name] = read_frame(conn, f"select {column} from {table}")[column].tolist()
+        references[name] = set(read_frame(conn, f"select {column} from {table}")[column])
     if "fresh_after" in used:
         parameters["fresh_after"] = pd.Timestamp(as_of) - pd.Timedelta(days=meta.get("freshness_sla_days", 7))
     if {"volume_min", "volume_max"} & used:
@@ -154,7 +161,6 @@ def gate_inputs(conn: Connection, entity: Entity, as_of: date) -> tuple[dict[str
             tolerance = float(meta.get("mean_tolerance", 0.25))
             parameters["line_amount_mean_min"] = float(baseline) * (1 - tolerance)
             parameters["line_amount_mean_max"] = float(baseline) * (1 + tolerance)
-    references: dict[str, Any] = {}
     if entity.name == "orders":
         signups = read_frame(conn, "select customer_id, signup_date from core.dim_customer")
         references["customer_signup"] = dict(zip(signups["customer_id"], signups["signup_date"], strict=True))
