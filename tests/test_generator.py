@@ -58,6 +58,9 @@ def test_defects_are_injected_as_listed(small_crm: CrmDataset) -> None:
     line_keys = lines["order_id"] + "#" + lines["line_number"].astype(str)
     assert (lines.loc[line_keys.isin(d["negative_amount"]), "unit_price"] < 0).all()
     assert (lines.loc[~line_keys.isin(d["negative_amount"]), "unit_price"] >= 0).all()
+    opportunities = small_crm["opportunities"].set_index("opportunity_id")
+    assert (opportunities.loc[d["probability_as_percent"], "probability"] > 1).all()
+    assert opportunities.drop(index=d["probability_as_percent"])["probability"].between(0, 1).all()
     for kind, keys in d.items():
         assert len(keys) >= 1, kind
 

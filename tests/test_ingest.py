@@ -48,7 +48,8 @@ def test_every_defect_kind_is_caught_by_the_right_rule(
     """The generator's injected defects, each found under the rule that names it.
 
     Bad inputs tried: missing email, malformed email, duplicate customer (same email, new id),
-    negative unit price, order dated in the future, order of an unknown customer.
+    negative unit price, order dated in the future, order of an unknown customer, win probability
+    typed as a percentage.
     """
     engine = _engine(duckdb_url)
     results = {r.entity: r for r in ingest_exports(engine, small_exports, AS_OF, "run-1")}
@@ -62,6 +63,9 @@ def test_every_defect_kind_is_caught_by_the_right_rule(
         assert "order_customer_known" in rules[("orders", order_id)]
     for line_key in defects["negative_amount"]:
         assert "unit_price_not_negative" in rules[("order_lines", line_key)]
+    for opportunity_id in defects["probability_as_percent"]:
+        assert rules[("opportunities", opportunity_id)] == "probability_between_0_and_1"
+    assert results["opportunities"].rows_quarantined == len(defects["probability_as_percent"])
     # Lines of quarantined orders follow their order into quarantine, by the referential rule.
     bad_orders = set(defects["future_order_date"]) | set(defects["unknown_customer"])
     lines = quarantine[quarantine.entity == "order_lines"]

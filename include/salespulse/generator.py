@@ -124,6 +124,14 @@ OUTCOMES = ("positive", "neutral", "negative")
 STAGE_ADVANCE = (0.60, 0.62, 0.70, 0.60)
 STAGE_DAYS = (12, 18, 20, 15)  # mean days spent in prospecting, qualification, proposal, negotiation
 OWNERS_PER_REGION = 3
+STAGE_PROBABILITY = {
+    "prospecting": 0.10,
+    "qualification": 0.20,
+    "proposal": 0.40,
+    "negotiation": 0.60,
+    "closed_won": 1.0,
+    "closed_lost": 0.0,
+}
 
 
 @dataclass
@@ -451,6 +459,21 @@ def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, start: dat
             "owner": customers["sales_owner"].to_numpy()[owner],
             "stage": stage_name,
             "amount": np.round(deal * rng.lognormal(0, 0.6, size=k), 2),
+            # The rep's win probability: the stage's default, nudged by judgement in steps of 5% while the
+            # deal is open; exactly 1 or 0 once it is closed.
+            "probability": np.where(
+                outcome == "open",
+                np.clip(
+                    np.round(
+                        (pd.Series(stage_name).map(STAGE_PROBABILITY).to_numpy() + rng.normal(0, 0.05, k))
+                        * 20
+                    )
+                    / 20,
+                    0.0,
+                    1.0,
+                ),
+                pd.Series(stage_name).map(STAGE_PROBABILITY).to_numpy(),
+            ),
             "currency": "USD",
             "created_date": created,
             "expected_close_date": expected_close,
@@ -553,6 +576,14 @@ def _inject_defects(
     unknown = np.setdiff1d(sample(orders, rate / 4), future)
     orders.loc[orders.index[unknown], "customer_id"] = [f"X{n:07d}" for n in range(1, len(unknown) + 1)]
     defects["unknown_customer"] = orders["order_id"].iloc[unknown].tolist()
+
+    # A win probability typed as a percentage (60 for 0.6).
+    opportunities = tables["opportunities"]
+    percent = sample(opportunities, rate / 2)
+    opportunities.loc[opportunities.index[percent], "probability"] = (
+        opportunities["probability"].iloc[percent].to_numpy() * 100 + 5
+    )
+    defects["probability_as_percent"] = opportunities["opportunity_id"].iloc[percent].tolist()
     return defects
 
 

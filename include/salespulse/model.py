@@ -136,6 +136,7 @@ OPPORTUNITIES = Entity(
         ("owner", "string"),
         ("stage", "string", True),
         ("amount", "float", True),
+        ("probability", "float"),
         ("currency", "string", True),
         ("created_date", "date", True),
         ("expected_close_date", "date"),

@@ -91,6 +91,7 @@ create table if not exists core.fct_opportunity (
     owner varchar,
     stage varchar,
     amount double precision,
+    probability double precision,
     currency varchar,
     created_date date,
     expected_close_date date,

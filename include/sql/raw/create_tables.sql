@@ -97,6 +97,7 @@ create table if not exists raw.opportunities (
     owner varchar,
     stage varchar,
     amount double precision,
+    probability double precision,
     currency varchar,
     created_date date,
     expected_close_date date,
