@@ -123,6 +123,8 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
     print(f"SalesPulse demo finished in {seconds:.0f} s")
     print(f"  warehouse : {settings.warehouse_url}")
     print(f"  exports   : {settings.export_dir}")
+    docs = settings.data_docs_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    print(f"  Data Docs : file://{docs}")
     print(
         f"  rows read {headline['rows_read']:,}, loaded {headline['rows_loaded']:,}, "
         f"quarantined {headline['rows_quarantined']:,}"
