@@ -27,12 +27,7 @@ from salespulse_airflow import assets, runtime
 def customer_segments():
     @task(outlets=[assets.CUSTOMER_SEGMENTS])
     def build_segments(**context) -> dict:
-        as_of = runtime.as_of_from_context(context)
-        summary = pipeline.build_segments(runtime.settings(), as_of, context["run_id"])
-        runtime.publish(
-            context, assets.CUSTOMER_SEGMENTS, as_of, {"customers_scored": summary["customers_scored"]}
-        )
-        return summary
+        return runtime.run_step(pipeline.build_segments, assets.CUSTOMER_SEGMENTS, context)
 
     build_segments()
 

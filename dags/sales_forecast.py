@@ -29,10 +29,7 @@ from salespulse_airflow import assets, runtime
 def sales_forecast():
     @task(outlets=[assets.SALES_FORECASTS])
     def build_forecasts(**context) -> dict:
-        as_of = runtime.as_of_from_context(context)
-        summary = pipeline.build_forecasts(runtime.settings(), as_of, context["run_id"])
-        runtime.publish(context, assets.SALES_FORECASTS, as_of, {"series": summary["series"]})
-        return summary
+        return runtime.run_step(pipeline.build_forecasts, assets.SALES_FORECASTS, context)
 
     build_forecasts()
 

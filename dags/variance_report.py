@@ -28,10 +28,7 @@ from salespulse_airflow import assets, runtime
 def variance_report():
     @task(outlets=[assets.VARIANCE_REPORT])
     def build_variance(**context) -> dict:
-        as_of = runtime.as_of_from_context(context)
-        summary = pipeline.build_variance(runtime.settings(), as_of, context["run_id"])
-        runtime.publish(context, assets.VARIANCE_REPORT, as_of, {"fact_rows": summary["fact_rows"]})
-        return summary
+        return runtime.run_step(pipeline.build_variance, assets.VARIANCE_REPORT, context)
 
     build_variance()
 

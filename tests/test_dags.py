@@ -92,3 +92,24 @@ def test_as_of_date_comes_from_params_then_asset_events_then_the_schedule(
     from salespulse_airflow.runtime import as_of_from_context
 
     assert as_of_from_context(context) == expected
+
+
+def test_run_step_passes_the_as_of_date_and_publishes_the_summary_with_the_asset_event() -> None:
+    from salespulse_airflow import assets
+    from salespulse_airflow.runtime import run_step
+
+    calls = []
+
+    def step(settings, as_of: date, run_id: str) -> dict:
+        calls.append((as_of, run_id))
+        return {"customers_scored": 7}
+
+    event = SimpleNamespace(extra=None)
+    context = {
+        "params": {"as_of": "2026-03-01"},
+        "run_id": "manual__x",
+        "outlet_events": {assets.CUSTOMER_SEGMENTS: event},
+    }
+    assert run_step(step, assets.CUSTOMER_SEGMENTS, context) == {"customers_scored": 7}
+    assert calls == [(date(2026, 3, 1), "manual__x")]
+    assert event.extra == {"as_of": "2026-03-01", "run_id": "manual__x", "customers_scored": 7}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -94,6 +94,16 @@ def publish(context: Mapping[str, Any], asset: Asset, as_of: date, summary: Mapp
         "run_id": context["run_id"],
         **summary,
     }
+
+
+def run_step(
+    step: Callable[[Settings, date, str], dict[str, Any]], asset: Asset, context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run one pipeline step as of the run's date and attach its summary to the asset event it emits."""
+    as_of = as_of_from_context(context)
+    summary = step(settings(), as_of, context["run_id"])
+    publish(context, asset, as_of, summary)
+    return summary
 
 
 def settings() -> Settings:
