@@ -29,6 +29,7 @@ CASES = {
     "postgres_to_sql": "order lines -> PostgreSQL (DataFrame.to_sql, multi-row inserts)",
     "gate": "quality gate, order-lines suite (GX on pandas, in memory)",
     "gate_docs": "quality gate, order-lines suite (GX checkpoint + Data Docs)",
+    "bgnbd_fit": "BG/NBD fit, 1M simulated customers (continuous times)",
 }
 TO_SQL_ROWS = 100_000  # to_sql is orders of magnitude slower: measured on a slice, reported per row
 
@@ -39,6 +40,8 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
     from salespulse.generator import generate_crm
     from salespulse.warehouse import bulk_insert, create_schema, get_engine
 
+    if case == "bgnbd_fit":
+        return run_bgnbd_fit()
     started = time.perf_counter()
     data = generate_crm(n_customers=customers, seed=1)
     generate_seconds = time.perf_counter() - started
@@ -100,6 +103,27 @@ def run_gate(data, docs: bool) -> dict:
     gate = validate_batch("order_lines", typed, parameters, docs_root=docs_root, references=references)
     seconds = time.perf_counter() - started
     return {"rows": len(typed), "seconds": seconds, "quarantined": int(gate.quarantined.sum())}
+
+
+def run_bgnbd_fit(n: int = 1_000_000) -> dict:
+    """Fit time alone, on customers simulated with known parameters (no two share a history)."""
+    import numpy as np
+    import pandas as pd
+
+    from salespulse.clv import BetaGeoFitter, simulate_bgnbd
+
+    horizon = np.random.default_rng(1).uniform(27, 104, size=n)
+    times = simulate_bgnbd(n, horizon, seed=3, r=0.25, alpha=4.0, a=0.8, b=2.5)
+    summary = pd.DataFrame(
+        {
+            "frequency": [len(t) for t in times],
+            "recency": [t.max() if len(t) else 0.0 for t in times],
+            "T": horizon,
+        }
+    )
+    started = time.perf_counter()
+    BetaGeoFitter().fit(summary)
+    return {"rows": n, "seconds": time.perf_counter() - started}
 
 
 def _postgres_database(admin_url: str) -> tuple[str, str]:
