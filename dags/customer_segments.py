@@ -2,8 +2,13 @@
 ### customer_segments
 
 Rebuilds customer segments whenever the core CRM tables change: recency, frequency and monetary
-value per customer from completed orders, quintile scores (ties broken by customer id), and the
-named RFM segment. One snapshot per as-of date in `marts.customer_rfm`; history is kept.
+value per customer from completed orders, quintile scores (ties broken by customer id), the named
+RFM segment, the value tier (customers making the top 80% / next 15% / last 5% of revenue), the
+purchase class (frequent, occasional, one-time), the lifecycle stage (new, active, at risk, churned,
+reactivated) from each customer's own cadence and P(alive), and P(alive), expected purchases and a
+12-month CLV from BG/NBD and Gamma-Gamma models fitted on weekly purchases. One snapshot per as-of
+date in `marts.customer_rfm`; history is kept. The fitted parameters and the frequency/spend
+correlation (the Gamma-Gamma independence check) are recorded in `audit.step_runs`.
 BI reads `reporting.customer_segments` and `reporting.segment_summary`.
 
 **Triggered by:** `crm_core`. **As-of date:** `params.as_of`, else the triggering event's.

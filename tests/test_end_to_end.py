@@ -137,6 +137,15 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     site = index.read_text(encoding="utf-8")
     assert all(f"salespulse.{entity.name}" in site for entity in ENTITIES)
 
+    # Every scored customer has a value tier, a purchase class, a lifecycle stage and, from the fitted
+    # BG/NBD and Gamma-Gamma models, P(alive) and a 12-month CLV.
+    segments = read_frame(engine, "select * from reporting.customer_segments")
+    assert set(segments["value_tier"]) == {"high", "medium", "low"}
+    assert segments[["purchase_class", "lifecycle_stage", "p_alive", "clv_12m"]].notna().all().all()
+    assert segments["p_alive"].between(0, 1).all() and (segments["clv_12m"] >= 0).all()
+    high = segments[segments["value_tier"] == "high"]
+    assert high["monetary"].sum() / segments["monetary"].sum() >= 0.8
+
     # Chinese names survive every step into the BI view.
     names = read_frame(engine, "select customer_name from reporting.customer_segments")["customer_name"]
     assert names.str.contains(r"[\u4e00-\u9fff]").any()

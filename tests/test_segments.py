@@ -8,10 +8,15 @@ import pytest
 
 from salespulse.segments import (
     DEFAULT_SEGMENT_RULES,
+    ClassThresholds,
     SegmentRule,
     assign_segments,
     compute_rfm,
+    lifecycle_stages,
+    purchase_classes,
+    purchase_history,
     quintile_scores,
+    value_tiers,
 )
 
 AS_OF = date(2026, 1, 31)
@@ -111,3 +116,58 @@ def test_a_rule_set_that_leaves_cells_unnamed_is_an_error() -> None:
 def test_no_completed_purchases_gives_an_empty_frame(five_customers: pd.DataFrame) -> None:
     empty = compute_rfm(five_customers[five_customers.status != "completed"], AS_OF)
     assert empty.empty and "rfm_segment" in empty.columns
+
+
+def test_value_tiers_follow_the_80_15_5_split() -> None:
+    """Revenue 50, 30, 10, 5, 3, 2 (total 100): the first two make 80% (high), the next two 15% (medium)."""
+    revenue = pd.Series([3.0, 50.0, 10.0, 2.0, 30.0, 5.0])
+    ids = pd.Series(["e", "a", "c", "f", "b", "d"])
+    tiers = value_tiers(revenue, ids, ClassThresholds())
+    assert dict(zip(ids, tiers, strict=True)) == {
+        "a": "high",
+        "b": "high",
+        "c": "medium",
+        "d": "medium",
+        "e": "low",
+        "f": "low",
+    }
+
+
+def test_purchase_classes() -> None:
+    classes = purchase_classes(pd.Series([1, 8, 3, 2]), pd.Series([1, 6, 5, 0]), ClassThresholds())
+    assert classes.tolist() == ["one-time", "frequent", "occasional", "occasional"]
+
+
+@pytest.mark.parametrize(
+    ("since_first", "since_last", "cadence", "longest_gap", "p_alive", "stage"),
+    [
+        (30, 30, None, 0, 1.0, "new"),  # first purchase a month ago
+        (400, 20, 30.0, 45, 0.9, "active"),  # buys monthly, bought 20 days ago
+        (400, 70, 30.0, 45, 0.9, "at risk"),  # more than two cadences since the last purchase
+        (400, 200, 30.0, 45, 0.9, "churned"),  # more than four cadences and 180 days
+        (400, 20, 30.0, 45, 0.1, "churned"),  # P(alive) below 0.2 whatever the dates say
+        (400, 40, 30.0, 45, 0.4, "at risk"),  # P(alive) below 0.5
+        (700, 15, 30.0, 300, 0.9, "reactivated"),  # back after a 300-day gap
+        (400, 200, None, 0, None, "at risk"),  # one-time buyer: default cadence 90 days, 2 x 90 < 200
+    ],
+)
+def test_lifecycle_stage_transitions(since_first, since_last, cadence, longest_gap, p_alive, stage) -> None:
+    result = lifecycle_stages(
+        pd.Series([since_first]),
+        pd.Series([since_last]),
+        pd.Series([cadence], dtype=float),
+        pd.Series([longest_gap], dtype=float),
+        pd.Series([p_alive], dtype=float),
+        ClassThresholds(),
+    )
+    assert result.tolist() == [stage]
+
+
+def test_purchase_history_counts_days_gaps_and_the_last_year(five_customers: pd.DataFrame) -> None:
+    history = purchase_history(five_customers, AS_OF)
+    a = history.loc["A"]
+    # A bought on 2025-11-01, 2025-12-24, 2026-01-30: gaps of 53 and 37 days.
+    assert (a.days_since_first, a.days_since_last, a.cadence_days, a.longest_gap_days) == (91, 1, 45.0, 53.0)
+    assert a.orders_last_year == 3
+    assert history.loc["E", "orders_last_year"] == 0  # E's only completed order is more than a year old
+    assert "F" not in history.index  # only a cancelled order

@@ -12,14 +12,29 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from salespulse.clv import (
+    BetaGeoFitter,
+    GammaGammaFitter,
+    customer_lifetime_value,
+    frequency_monetary_correlation,
+    summarize,
+)
 from salespulse.config import Settings
 from salespulse.forecast import forecast_all
 from salespulse.ingest import extract_as_of, load_entity, read_export
 from salespulse.model import get_entity
-from salespulse.segments import compute_rfm
+from salespulse.segments import (
+    ClassThresholds,
+    compute_rfm,
+    lifecycle_stages,
+    purchase_classes,
+    purchase_history,
+    value_tiers,
+)
 from salespulse.warehouse import bulk_insert, create_schema, get_engine, read_frame, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -102,15 +117,75 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
             {"as_of": as_of},
         )
         sales["order_date"] = pd.to_datetime(sales["order_date"])
-        rfm = compute_rfm(sales, as_of).assign(snapshot_date=as_of, run_id=run_id, created_at=datetime.now())
+        rfm = compute_rfm(sales, as_of)
+        rfm, model = add_value_and_lifecycle(rfm, sales, as_of)
+        rfm = rfm.assign(snapshot_date=as_of, run_id=run_id, created_at=datetime.now())
         with engine.begin() as conn:
             conn.execute(
                 text("delete from marts.customer_rfm where snapshot_date = :as_of"), {"as_of": as_of}
             )
             bulk_insert(conn, "marts", "customer_rfm", rfm)
         mix = rfm["rfm_segment"].value_counts().to_dict()
-        _record_step(engine, run_id, "build_segments", as_of, len(rfm), f"segments={mix}", started)
-    return {"customers_scored": len(rfm), "segments": {str(k): int(v) for k, v in mix.items()}}
+        _record_step(engine, run_id, "build_segments", as_of, len(rfm), f"segments={mix}; {model}", started)
+    return {
+        "customers_scored": len(rfm),
+        "segments": {str(k): int(v) for k, v in mix.items()},
+        "lifecycle": {str(k): int(v) for k, v in rfm["lifecycle_stage"].value_counts().items()},
+        "model": model,
+    }
+
+
+def add_value_and_lifecycle(
+    rfm: pd.DataFrame, sales: pd.DataFrame, as_of: date, thresholds: ClassThresholds | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Value tier, purchase class, lifecycle stage, P(alive), expected purchases and CLV over 12 months.
+
+    BG/NBD and Gamma-Gamma are fitted on weekly periods of completed purchases before ``as_of``. On data
+    too thin to fit, the model columns stay empty and the stages fall back to cadence alone.
+    """
+    thresholds = thresholds or ClassThresholds()
+    if rfm.empty:
+        empty = {c: pd.Series(dtype=object) for c in ("value_tier", "purchase_class", "lifecycle_stage")}
+        return rfm.assign(**empty, p_alive=np.nan, expected_purchases_12m=np.nan, clv_12m=np.nan), {}
+    completed = sales[(sales["status"] == "completed") & (sales["order_date"] < pd.Timestamp(as_of))]
+    end = pd.Timestamp(as_of) - pd.Timedelta(days=1)
+    summary = summarize(completed, "customer_id", "order_date", "net_amount", end, freq="W")
+    model: dict[str, Any] = {}
+    try:
+        bgf = BetaGeoFitter(penalizer=0.001).fit(summary)
+        ggf = GammaGammaFitter(penalizer=0.001).fit(summary)
+        weeks_per_month = 52 / 12
+        summary["p_alive"] = bgf.probability_alive(summary)
+        summary["expected_purchases_12m"] = bgf.expected_purchases(summary, 12 * weeks_per_month)
+        summary["clv_12m"] = customer_lifetime_value(
+            bgf, ggf, summary, months=12, monthly_discount_rate=0.01, periods_per_month=weeks_per_month
+        )
+        model = {
+            "bgnbd": {k: round(v, 4) for k, v in bgf.params_.items()},
+            "gamma_gamma": {k: round(v, 4) for k, v in ggf.params_.items()},
+            "frequency_monetary_correlation": round(frequency_monetary_correlation(summary), 4),
+        }
+    except (RuntimeError, ValueError) as exc:
+        log.warning("CLV models not fitted as of %s: %s", as_of, exc)
+        summary = summary.assign(p_alive=np.nan, expected_purchases_12m=np.nan, clv_12m=np.nan)
+    history = purchase_history(sales, as_of)
+    out = rfm.merge(
+        summary[["p_alive", "expected_purchases_12m", "clv_12m"]],
+        left_on="customer_id",
+        right_index=True,
+        how="left",
+    ).merge(history, left_on="customer_id", right_index=True, how="left")
+    out["value_tier"] = value_tiers(out["monetary"], out["customer_id"], thresholds)
+    out["purchase_class"] = purchase_classes(out["frequency"], out["orders_last_year"], thresholds)
+    out["lifecycle_stage"] = lifecycle_stages(
+        out["days_since_first"],
+        out["days_since_last"],
+        out["cadence_days"],
+        out["longest_gap_days"],
+        out["p_alive"],
+        thresholds,
+    )
+    return out.drop(columns=list(history.columns)), model
 
 
 def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:

@@ -112,3 +112,106 @@ def assign_segments(r_score: pd.Series, f_score: pd.Series, rules: Sequence[Segm
         uncovered = sorted(set(zip(r_score[names.isna()], f_score[names.isna()], strict=True)))
         raise ValueError(f"segment rules leave (R, F) cells unnamed: {uncovered}")
     return names
+
+
+@dataclass(frozen=True)
+class ClassThresholds:
+    """Documented thresholds for value tiers, purchase behaviour and lifecycle stages.
+
+    Value tiers (the 80/20 rule): customers ranked by revenue, the ones who together make the first
+    ``high_share`` of revenue are "high", the next up to ``medium_share`` "medium", the rest "low".
+    Purchase behaviour: one purchase ever is "one-time"; at least ``frequent_orders_per_year`` purchases
+    in the last 365 days is "frequent"; anything else "occasional".
+    Lifecycle, first match wins: first purchase within ``new_days`` is "new"; a last purchase more than
+    ``churn_cadences`` x the customer's own cadence ago (and at least ``churn_min_days``) or P(alive) below
+    ``churn_p_alive`` is "churned"; more than ``at_risk_cadences`` x cadence ago or P(alive) below
+    ``at_risk_p_alive`` is "at risk"; a recent purchase (within ``new_days``) after a gap longer than
+    ``churn_min_days`` is "reactivated"; otherwise "active". A one-time buyer's cadence is
+    ``default_cadence_days``.
+    """
+
+    high_share: float = 0.80
+    medium_share: float = 0.95
+    frequent_orders_per_year: int = 6
+    new_days: int = 90
+    at_risk_cadences: float = 2.0
+    churn_cadences: float = 4.0
+    churn_min_days: int = 180
+    at_risk_p_alive: float = 0.5
+    churn_p_alive: float = 0.2
+    default_cadence_days: float = 90.0
+
+
+def value_tiers(monetary: pd.Series, customer_ids: pd.Series, thresholds: ClassThresholds) -> pd.Series:
+    """high / medium / low by cumulative share of revenue, largest first, ties by customer id."""
+    order = pd.DataFrame({"m": monetary.to_numpy(), "id": customer_ids.to_numpy()}, index=monetary.index)
+    order = order.sort_values(["m", "id"], ascending=[False, True], kind="stable")
+    total = order["m"].clip(lower=0).sum()
+    # A customer is in a tier if the revenue *before* them is still below that tier's share.
+    before = (
+        (order["m"].clip(lower=0).cumsum() - order["m"].clip(lower=0)) / total if total else order["m"] * 0
+    )
+    tier = np.select(
+        [before < thresholds.high_share, before < thresholds.medium_share], ["high", "medium"], "low"
+    )
+    return pd.Series(tier, index=order.index).reindex(monetary.index)
+
+
+def purchase_classes(
+    frequency: pd.Series, orders_last_year: pd.Series, thresholds: ClassThresholds
+) -> pd.Series:
+    """one-time / frequent / occasional."""
+    return pd.Series(
+        np.select(
+            [frequency <= 1, orders_last_year >= thresholds.frequent_orders_per_year],
+            ["one-time", "frequent"],
+            "occasional",
+        ),
+        index=frequency.index,
+    )
+
+
+def lifecycle_stages(
+    days_since_first: pd.Series,
+    days_since_last: pd.Series,
+    cadence_days: pd.Series,
+    longest_gap_days: pd.Series,
+    p_alive: pd.Series,
+    thresholds: ClassThresholds,
+) -> pd.Series:
+    """new / churned / at risk / reactivated / active, from each customer's own cadence and P(alive)."""
+    t = thresholds
+    cadence = cadence_days.fillna(t.default_cadence_days)
+    churned = ((days_since_last > t.churn_cadences * cadence) & (days_since_last >= t.churn_min_days)) | (
+        p_alive < t.churn_p_alive
+    )
+    at_risk = (days_since_last > t.at_risk_cadences * cadence) | (p_alive < t.at_risk_p_alive)
+    reactivated = (days_since_last <= t.new_days) & (longest_gap_days > t.churn_min_days)
+    stage = np.select(
+        [days_since_first <= t.new_days, churned, at_risk, reactivated],
+        ["new", "churned", "at risk", "reactivated"],
+        "active",
+    )
+    return pd.Series(stage, index=days_since_first.index)
+
+
+def purchase_history(sales_lines: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """Per customer, from completed orders before ``as_of``: first and last purchase, orders in the last
+    year, the typical gap between purchases (median) and the longest one before the last purchase."""
+    snapshot = pd.Timestamp(as_of)
+    completed = sales_lines[(sales_lines["status"] == "completed") & (sales_lines["order_date"] < snapshot)]
+    days = completed.drop_duplicates(["customer_id", "order_date"])[["customer_id", "order_date"]]
+    days = days.sort_values(["customer_id", "order_date"])
+    gaps = days.groupby("customer_id")["order_date"].diff().dt.days
+    per = days.assign(gap=gaps).groupby("customer_id")
+    history = pd.DataFrame(
+        {
+            "days_since_first": (snapshot - per["order_date"].min()).dt.days,
+            "days_since_last": (snapshot - per["order_date"].max()).dt.days,
+            "cadence_days": per["gap"].median(),
+            "longest_gap_days": per["gap"].max().fillna(0.0),
+        }
+    )
+    last_year = completed[completed["order_date"] >= snapshot - pd.Timedelta(days=365)]
+    history["orders_last_year"] = last_year.groupby("customer_id")["order_id"].nunique()
+    return history.fillna({"orders_last_year": 0}).astype({"orders_last_year": "int64"})

@@ -15,6 +15,15 @@ create table if not exists marts.customer_rfm (
     primary key (snapshot_date, customer_id)
 );
 
+-- Value, behaviour, lifecycle and CLV per customer per snapshot (added after the first release:
+-- "add column if not exists" migrates warehouses created before).
+alter table marts.customer_rfm add column if not exists value_tier varchar;
+alter table marts.customer_rfm add column if not exists purchase_class varchar;
+alter table marts.customer_rfm add column if not exists lifecycle_stage varchar;
+alter table marts.customer_rfm add column if not exists p_alive double precision;
+alter table marts.customer_rfm add column if not exists expected_purchases_12m double precision;
+alter table marts.customer_rfm add column if not exists clv_12m double precision;
+
 -- Monthly revenue as one long table (series_id, period_start, revenue), rebuilt from core on every forecast run.
 create table if not exists marts.sales_series (
     series_id varchar not null,

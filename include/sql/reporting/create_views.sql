@@ -22,7 +22,13 @@ final as (
         rfm.m_score,
         rfm.rfm_cell,
         rfm.rfm_segment,
-        rfm.run_id
+        rfm.run_id,
+        rfm.value_tier,
+        rfm.purchase_class,
+        rfm.lifecycle_stage,
+        rfm.p_alive,
+        rfm.expected_purchases_12m,
+        rfm.clv_12m
     from marts.customer_rfm as rfm
     inner join latest on latest.snapshot_date = rfm.snapshot_date
     left join core.dim_customer as customer on customer.customer_id = rfm.customer_id
