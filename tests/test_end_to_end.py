@@ -146,6 +146,22 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     high = segments[segments["value_tier"] == "high"]
     assert high["monetary"].sum() / segments["monetary"].sum() >= 0.8
 
+    # The migration matrix between the two snapshots: each from-group's row sums to its earlier count.
+    migration = read_frame(engine, "select * from reporting.segment_migration")
+    earlier = read_frame(
+        engine,
+        "select rfm_segment, value_tier, lifecycle_stage from marts.customer_rfm "
+        "where snapshot_date = (select min(snapshot_date) from marts.customer_rfm)",
+    )
+    for dimension, column in (
+        ("rfm_segment", "rfm_segment"),
+        ("value_tier", "value_tier"),
+        ("lifecycle_stage", "lifecycle_stage"),
+    ):
+        rows = migration[migration["dimension"] == dimension].groupby("from_group")["customers"].sum()
+        assert rows.to_dict() == earlier[column].value_counts().to_dict(), dimension
+    assert (migration["from_group"] != migration["to_group"]).any()  # some customers did move
+
     # Chinese names survive every step into the BI view.
     names = read_frame(engine, "select customer_name from reporting.customer_segments")["customer_name"]
     assert names.str.contains(r"[\u4e00-\u9fff]").any()

@@ -138,8 +138,8 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
             f"    {str(row['period_start'])[:7]}  h={row['horizon']}  actual {row['actual']:,.0f}  "
             f"forecast {row['forecast']:,.0f}  target {target}  variance {variance}"
         )
-    print("  BI views: reporting.customer_segments, reporting.segment_summary, reporting.forecast_vs_actual,")
-    print("            reporting.variance, reporting.data_quality_daily")
+    print("  BI views: reporting.customer_segments, reporting.segment_summary, reporting.segment_migration,")
+    print("            reporting.forecast_vs_actual, reporting.variance, reporting.data_quality_daily")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

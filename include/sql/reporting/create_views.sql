@@ -126,3 +126,59 @@ final as (
 )
 
 select * from final;
+
+-- How customers moved between the last two snapshots, by RFM segment, value tier and lifecycle stage.
+-- Each row: customers who were in from_group at the earlier snapshot and are in to_group at the later
+-- one. Rows of one from_group add up to that group's count at the earlier snapshot.
+create or replace view reporting.segment_migration as
+with snapshot_dates as (
+    select
+        snapshot_date,
+        dense_rank() over (order by snapshot_date desc) as recency_rank
+    from (select distinct snapshot_date from marts.customer_rfm) as dates
+),
+
+earlier as (
+    select rfm.*
+    from marts.customer_rfm as rfm
+    inner join snapshot_dates on snapshot_dates.snapshot_date = rfm.snapshot_date
+    where snapshot_dates.recency_rank = 2
+),
+
+later as (
+    select rfm.*
+    from marts.customer_rfm as rfm
+    inner join snapshot_dates on snapshot_dates.snapshot_date = rfm.snapshot_date
+    where snapshot_dates.recency_rank = 1
+),
+
+pairs as (
+    select
+        earlier.snapshot_date as from_snapshot,
+        later.snapshot_date as to_snapshot,
+        earlier.rfm_segment as from_segment,
+        later.rfm_segment as to_segment,
+        earlier.value_tier as from_tier,
+        later.value_tier as to_tier,
+        earlier.lifecycle_stage as from_stage,
+        later.lifecycle_stage as to_stage
+    from earlier
+    left join later on later.customer_id = earlier.customer_id
+),
+
+final as (
+    select 'rfm_segment' as dimension, from_snapshot, max(to_snapshot) as to_snapshot,
+        from_segment as from_group, coalesce(to_segment, 'not scored') as to_group, count(*) as customers
+    from pairs group by from_snapshot, from_segment, coalesce(to_segment, 'not scored')
+    union all
+    select 'value_tier' as dimension, from_snapshot, max(to_snapshot) as to_snapshot,
+        coalesce(from_tier, 'unknown') as from_group, coalesce(to_tier, 'not scored') as to_group, count(*) as customers
+    from pairs group by from_snapshot, coalesce(from_tier, 'unknown'), coalesce(to_tier, 'not scored')
+    union all
+    select 'lifecycle_stage' as dimension, from_snapshot, max(to_snapshot) as to_snapshot,
+        coalesce(from_stage, 'unknown') as from_group, coalesce(to_stage, 'not scored') as to_group,
+        count(*) as customers
+    from pairs group by from_snapshot, coalesce(from_stage, 'unknown'), coalesce(to_stage, 'not scored')
+)
+
+select * from final;
