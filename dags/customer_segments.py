@@ -6,7 +6,9 @@ value per customer from completed orders, quintile scores (ties broken by custom
 RFM segment, the value tier (customers making the top 80% / next 15% / last 5% of revenue), the
 purchase class (frequent, occasional, one-time), the lifecycle stage (new, active, at risk, churned,
 reactivated) from each customer's own cadence and P(alive), and P(alive), expected purchases and a
-12-month CLV from BG/NBD and Gamma-Gamma models fitted on weekly purchases. One snapshot per as-of
+12-month CLV from BG/NBD and Gamma-Gamma models fitted on weekly purchases, and a behavioural
+cluster (k-means, k by silhouette, numbers stable between snapshots; see
+`marts.customer_cluster_profile`). One snapshot per as-of
 date in `marts.customer_rfm`; history is kept. The fitted parameters and the frequency/spend
 correlation (the Gamma-Gamma independence check) are recorded in `audit.step_runs`.
 BI reads `reporting.customer_segments` and `reporting.segment_summary`.

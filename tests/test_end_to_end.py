@@ -143,6 +143,14 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert set(segments["value_tier"]) == {"high", "medium", "low"}
     assert segments[["purchase_class", "lifecycle_stage", "p_alive", "clv_12m"]].notna().all().all()
     assert segments["p_alive"].between(0, 1).all() and (segments["clv_12m"] >= 0).all()
+    assert segments["cluster"].notna().all()
+    profile = read_frame(
+        engine,
+        "select * from marts.customer_cluster_profile where snapshot_date = :d",
+        {"d": AS_OF_DATES[-1]},
+    )
+    assert profile["customers"].sum() == len(segments)
+    assert sorted(profile["cluster"]) == sorted(segments["cluster"].unique())
     high = segments[segments["value_tier"] == "high"]
     assert high["monetary"].sum() / segments["monetary"].sum() >= 0.8
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from salespulse.clusters import cluster_features, fit_clusters
 from salespulse.clv import (
     BetaGeoFitter,
     GammaGammaFitter,
@@ -119,12 +120,35 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
         sales["order_date"] = pd.to_datetime(sales["order_date"])
         rfm = compute_rfm(sales, as_of)
         rfm, model = add_value_and_lifecycle(rfm, sales, as_of)
-        rfm = rfm.assign(snapshot_date=as_of, run_id=run_id, created_at=datetime.now())
-        with engine.begin() as conn:
-            conn.execute(
-                text("delete from marts.customer_rfm where snapshot_date = :as_of"), {"as_of": as_of}
+        previous = read_frame(
+            engine,
+            "select * from marts.customer_cluster_profile where snapshot_date = "
+            "(select max(snapshot_date) from marts.customer_cluster_profile where snapshot_date < :as_of)",
+            {"as_of": as_of},
+        ).set_index("cluster")
+        tenure = purchase_history(sales, as_of)["days_since_first"]
+        created = datetime.now()
+        profile = pd.DataFrame()
+        try:
+            clusters = fit_clusters(cluster_features(rfm, tenure), previous_centroids=previous)
+            rfm["cluster"] = rfm["customer_id"].map(clusters.labels).astype("Int64")
+            profile = clusters.profile.reset_index().assign(
+                snapshot_date=as_of,
+                k=clusters.k,
+                silhouette=clusters.silhouette,
+                run_id=run_id,
+                created_at=created,
             )
+            model["clusters"] = {"k": clusters.k, "silhouette": round(clusters.silhouette, 4)}
+        except ValueError as exc:
+            log.warning("customers not clustered as of %s: %s", as_of, exc)
+            rfm["cluster"] = pd.array([None] * len(rfm), dtype="Int64")
+        rfm = rfm.assign(snapshot_date=as_of, run_id=run_id, created_at=created)
+        with engine.begin() as conn:
+            for table in ("marts.customer_rfm", "marts.customer_cluster_profile"):
+                conn.execute(text(f"delete from {table} where snapshot_date = :as_of"), {"as_of": as_of})
             bulk_insert(conn, "marts", "customer_rfm", rfm)
+            bulk_insert(conn, "marts", "customer_cluster_profile", profile)
         mix = rfm["rfm_segment"].value_counts().to_dict()
         _record_step(engine, run_id, "build_segments", as_of, len(rfm), f"segments={mix}; {model}", started)
     return {

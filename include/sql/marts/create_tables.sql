@@ -23,6 +23,30 @@ alter table marts.customer_rfm add column if not exists lifecycle_stage varchar;
 alter table marts.customer_rfm add column if not exists p_alive double precision;
 alter table marts.customer_rfm add column if not exists expected_purchases_12m double precision;
 alter table marts.customer_rfm add column if not exists clv_12m double precision;
+alter table marts.customer_rfm add column if not exists cluster integer;
+
+-- Behavioural clusters per snapshot, described by their feature means (log1p centroids keep numbering
+-- stable from one snapshot to the next).
+create table if not exists marts.customer_cluster_profile (
+    snapshot_date date not null,
+    cluster integer not null,
+    customers bigint not null,
+    recency_days double precision not null,
+    frequency double precision not null,
+    monetary double precision not null,
+    avg_order_value double precision not null,
+    tenure_days double precision not null,
+    log_recency_days double precision not null,
+    log_frequency double precision not null,
+    log_monetary double precision not null,
+    log_avg_order_value double precision not null,
+    log_tenure_days double precision not null,
+    k integer not null,
+    silhouette double precision not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (snapshot_date, cluster)
+);
 
 -- Monthly revenue as one long table (series_id, period_start, revenue), rebuilt from core on every forecast run.
 create table if not exists marts.sales_series (

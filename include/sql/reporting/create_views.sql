@@ -28,7 +28,8 @@ final as (
         rfm.lifecycle_stage,
         rfm.p_alive,
         rfm.expected_purchases_12m,
-        rfm.clv_12m
+        rfm.clv_12m,
+        rfm.cluster
     from marts.customer_rfm as rfm
     inner join latest on latest.snapshot_date = rfm.snapshot_date
     left join core.dim_customer as customer on customer.customer_id = rfm.customer_id
