@@ -8,7 +8,9 @@ purchase class (frequent, occasional, one-time), the lifecycle stage (new, activ
 reactivated) from each customer's own cadence and P(alive), and P(alive), expected purchases and a
 12-month CLV from BG/NBD and Gamma-Gamma models fitted on weekly purchases, and a behavioural
 cluster (k-means, k by silhouette, numbers stable between snapshots; see
-`marts.customer_cluster_profile`). One snapshot per as-of
+`marts.customer_cluster_profile`), and a churn probability from a calibrated classifier trained on a
+time split (evaluation in `marts.churn_model_evaluation`). High-value customers whose churn risk crossed
+50% since the last snapshot go to `marts.churn_warnings` and one alert per run. One snapshot per as-of
 date in `marts.customer_rfm`; history is kept. The fitted parameters and the frequency/spend
 correlation (the Gamma-Gamma independence check) are recorded in `audit.step_runs`.
 BI reads `reporting.customer_segments` and `reporting.segment_summary`.
@@ -34,7 +36,9 @@ from salespulse_airflow import assets, runtime
 def customer_segments():
     @task(outlets=[assets.CUSTOMER_SEGMENTS])
     def build_segments(**context) -> dict:
-        return runtime.run_step(pipeline.build_segments, assets.CUSTOMER_SEGMENTS, context)
+        return runtime.run_step(
+            pipeline.build_segments, assets.CUSTOMER_SEGMENTS, context, alert=runtime.churn_warning_alert
+        )
 
     build_segments()
 

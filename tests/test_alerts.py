@@ -215,3 +215,27 @@ def test_a_critical_failure_stops_the_load_alerts_once_and_updates_no_asset(
     stopped = [f for f in webhook[0]["failures"] if f["action"] == "load stopped"]
     assert [f["rule"] for f in stopped] == ["order_customer_known"]
     assert "mostly=0.95" in stopped[0]["expected"]
+
+
+@pytest.mark.airflow
+def test_churn_warnings_reach_the_webhook_once_per_run(
+    airflow_db, alert_channels, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    mailbox, received = alert_channels
+    dataset = generate_crm(600, seed=23, defect_rate=0)
+    _run_ingest(duckdb_url, _exports(dataset, tmp_path / "exports"), monkeypatch)
+    received.clear()
+    mailbox.messages.clear()
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["customer_segments"]
+    dag_run = dag.test(logical_date=AS_OF, run_conf={"as_of": AS_OF.date().isoformat()})
+
+    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
+    churn = [
+        payload for path, payload in received if path == "/webhook" and payload["kind"] == "churn_warning"
+    ]
+    assert len(churn) == 1 and len(mailbox.messages) == 1
+    assert churn[0]["total"] >= 1
+    assert all(w["value_tier"] == "high" and w["churn_probability"] >= 0.5 for w in churn[0]["warnings"])
+    assert "churn warning" in mailbox.messages[0]["Subject"]

@@ -143,6 +143,9 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert set(segments["value_tier"]) == {"high", "medium", "low"}
     assert segments[["purchase_class", "lifecycle_stage", "p_alive", "clv_12m"]].notna().all().all()
     assert segments["p_alive"].between(0, 1).all() and (segments["clv_12m"] >= 0).all()
+    assert segments["churn_probability"].between(0, 1).all()
+    evaluation = read_frame(engine, "select model, roc_auc from marts.churn_model_evaluation")
+    assert set(evaluation["model"]) == {"gradient_boosting_calibrated", "bgnbd_1_minus_p_alive"}
     assert segments["cluster"].notna().all()
     profile = read_frame(
         engine,

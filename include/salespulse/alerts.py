@@ -73,3 +73,30 @@ def quality_alert(
         "data_docs": data_docs,
     }
     return Alert(subject=subject, text="\n".join(lines), payload=payload)
+
+
+def churn_alert(
+    *, dag_id: str, run_id: str, as_of: str, warnings: Sequence[Mapping[str, Any]], total: int
+) -> Alert | None:
+    """One message per run listing the valuable customers whose churn risk crossed the threshold."""
+    if not total:
+        return None
+    subject = f"[SalesPulse] churn warning as of {as_of}: {total} high-value customer(s) newly at risk"
+    lines = [f"DAG: {dag_id}", f"Run: {run_id}", f"Customers newly above the churn threshold: {total}", ""]
+    for w in warnings:
+        before = w.get("previous_probability")
+        was = "new score" if before is None else f"was {before:.0%}"
+        clv = w.get("clv_12m")
+        value = "" if clv is None else f"; 12-month CLV {clv:,.0f}"
+        lines.append(f"  - {w['customer_id']}: churn risk {w['churn_probability']:.0%} ({was}){value}")
+    if total > len(warnings):
+        lines.append(f"  ... and {total - len(warnings)} more in reporting.churn_warnings")
+    payload = {
+        "kind": "churn_warning",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "as_of": as_of,
+        "total": total,
+        "warnings": [dict(w) for w in warnings],
+    }
+    return Alert(subject=subject, text="\n".join(lines), payload=payload)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from salespulse.churn import churn_risk, churn_warnings
 from salespulse.clusters import cluster_features, fit_clusters
 from salespulse.clv import (
     BetaGeoFitter,
@@ -143,12 +144,39 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
         except ValueError as exc:
             log.warning("customers not clustered as of %s: %s", as_of, exc)
             rfm["cluster"] = pd.array([None] * len(rfm), dtype="Int64")
+        evaluation, warnings = pd.DataFrame(), pd.DataFrame()
+        try:
+            churn = churn_risk(sales, as_of)
+            rfm["churn_probability"] = rfm["customer_id"].map(churn.probability)
+            evaluation = churn.evaluation.assign(snapshot_date=as_of, run_id=run_id, created_at=created)
+            model["churn"] = (
+                evaluation.set_index("model")[["roc_auc", "pr_auc", "brier"]].round(4).to_dict("index")
+            )
+            previous_scores = read_frame(
+                engine,
+                "select customer_id, churn_probability from marts.customer_rfm where snapshot_date = "
+                "(select max(snapshot_date) from marts.customer_rfm where snapshot_date < :as_of)",
+                {"as_of": as_of},
+            )
+            warnings = churn_warnings(rfm, previous_scores)[
+                ["customer_id", "value_tier", "churn_probability", "previous_probability", "clv_12m"]
+            ].assign(snapshot_date=as_of, run_id=run_id, created_at=created)
+        except ValueError as exc:
+            log.warning("no churn model as of %s: %s", as_of, exc)
+            rfm["churn_probability"] = np.nan
         rfm = rfm.assign(snapshot_date=as_of, run_id=run_id, created_at=created)
         with engine.begin() as conn:
-            for table in ("marts.customer_rfm", "marts.customer_cluster_profile"):
+            for table in (
+                "marts.customer_rfm",
+                "marts.customer_cluster_profile",
+                "marts.churn_model_evaluation",
+                "marts.churn_warnings",
+            ):
                 conn.execute(text(f"delete from {table} where snapshot_date = :as_of"), {"as_of": as_of})
             bulk_insert(conn, "marts", "customer_rfm", rfm)
             bulk_insert(conn, "marts", "customer_cluster_profile", profile)
+            bulk_insert(conn, "marts", "churn_model_evaluation", evaluation)
+            bulk_insert(conn, "marts", "churn_warnings", warnings)
         mix = rfm["rfm_segment"].value_counts().to_dict()
         _record_step(engine, run_id, "build_segments", as_of, len(rfm), f"segments={mix}; {model}", started)
     return {
@@ -156,6 +184,13 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
         "segments": {str(k): int(v) for k, v in mix.items()},
         "lifecycle": {str(k): int(v) for k, v in rfm["lifecycle_stage"].value_counts().items()},
         "model": model,
+        "churn_warnings": [
+            {k: (None if pd.isna(v) else v) for k, v in row.items()}
+            for row in warnings.drop(columns=["snapshot_date", "run_id", "created_at"], errors="ignore")
+            .head(50)
+            .to_dict(orient="records")
+        ],
+        "churn_warning_count": len(warnings),
     }
 
 

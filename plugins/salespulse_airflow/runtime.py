@@ -12,7 +12,7 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
 from salespulse import pipeline
-from salespulse.alerts import quality_alert
+from salespulse.alerts import Alert, churn_alert, quality_alert
 from salespulse.config import Settings
 from salespulse.quality import DataQualityError
 
@@ -97,13 +97,33 @@ def publish(context: Mapping[str, Any], asset: Asset, as_of: date, summary: Mapp
 
 
 def run_step(
-    step: Callable[[Settings, date, str], dict[str, Any]], asset: Asset, context: Mapping[str, Any]
+    step: Callable[[Settings, date, str], dict[str, Any]],
+    asset: Asset,
+    context: Mapping[str, Any],
+    alert: Callable[[dict[str, Any], Mapping[str, Any]], Alert | None] | None = None,
 ) -> dict[str, Any]:
-    """Run one pipeline step as of the run's date and attach its summary to the asset event it emits."""
+    """Run one pipeline step as of the run's date and attach its summary (lists left out) to the asset
+    event it emits; if ``alert`` makes a message from the summary, send it through the notifiers."""
+    from salespulse_airflow.notifiers import send_alert
+
     as_of = as_of_from_context(context)
     summary = step(settings(), as_of, context["run_id"])
-    publish(context, asset, as_of, summary)
+    publish(context, asset, as_of, {k: v for k, v in summary.items() if not isinstance(v, list)})
+    if alert is not None and (message := alert(summary, context)) is not None:
+        send_alert(message, context)
     return summary
+
+
+def churn_warning_alert(summary: Mapping[str, Any], context: Mapping[str, Any]) -> Alert | None:
+    """The customer_segments DAG's alert: valuable customers whose churn risk crossed the threshold."""
+    ti = context.get("ti")
+    return churn_alert(
+        dag_id=getattr(ti, "dag_id", "customer_segments"),
+        run_id=context["run_id"],
+        as_of=as_of_from_context(context).isoformat(),
+        warnings=summary.get("churn_warnings", [])[:20],
+        total=summary.get("churn_warning_count", 0),
+    )
 
 
 def settings() -> Settings:

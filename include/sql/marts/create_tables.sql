@@ -120,3 +120,32 @@ create table if not exists marts.fct_variance (
     created_at timestamp not null,
     primary key (report_as_of, series_id, period_start, horizon)
 );
+
+alter table marts.customer_rfm add column if not exists churn_probability double precision;
+
+-- How the churn model did on its later holdout period, next to the P(alive) baseline.
+create table if not exists marts.churn_model_evaluation (
+    snapshot_date date not null,
+    model varchar not null,
+    roc_auc double precision not null,
+    pr_auc double precision not null,
+    brier double precision not null,
+    customers bigint not null,
+    churn_rate double precision not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (snapshot_date, model)
+);
+
+-- High-value customers whose churn risk crossed the threshold since the previous snapshot.
+create table if not exists marts.churn_warnings (
+    snapshot_date date not null,
+    customer_id varchar not null,
+    value_tier varchar not null,
+    churn_probability double precision not null,
+    previous_probability double precision,
+    clv_12m double precision,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (snapshot_date, customer_id)
+);

@@ -29,7 +29,8 @@ final as (
         rfm.p_alive,
         rfm.expected_purchases_12m,
         rfm.clv_12m,
-        rfm.cluster
+        rfm.cluster,
+        rfm.churn_probability
     from marts.customer_rfm as rfm
     inner join latest on latest.snapshot_date = rfm.snapshot_date
     left join core.dim_customer as customer on customer.customer_id = rfm.customer_id
@@ -183,3 +184,19 @@ final as (
 )
 
 select * from final;
+
+-- The latest churn warnings, with who the customer is and who owns the account.
+create or replace view reporting.churn_warnings as
+select
+    warning.snapshot_date,
+    warning.customer_id,
+    customer.customer_name,
+    customer.region,
+    customer.sales_owner,
+    warning.value_tier,
+    warning.churn_probability,
+    warning.previous_probability,
+    warning.clv_12m
+from marts.churn_warnings as warning
+left join core.dim_customer as customer on customer.customer_id = warning.customer_id
+where warning.snapshot_date = (select max(snapshot_date) from marts.churn_warnings);

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from salespulse.churn import churn_features, churn_labels, churn_risk, churn_warnings
+from salespulse.generator import generate_crm
+
+
+def _lines(rows: list[tuple[str, str, str, float]], status: str = "completed") -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["customer_id", "order_id", "order_date", "net_amount"])
+    return frame.assign(order_date=pd.to_datetime(frame["order_date"]), status=status)
+
+
+def test_features_and_labels_at_a_cutoff_use_only_what_was_known() -> None:
+    """Cutoff 2026-04-01, horizon 90 days. A bought 2026-01-01 and 2026-03-01 (two lines), then 2026-05-01:
+    not churned. B bought 2025-06-01, then nothing: churned. C's only order is after the cutoff: unscored."""
+    sales = _lines(
+        [
+            ("A", "a1", "2026-01-01", 10.0),
+            ("A", "a2", "2026-03-01", 20.0),
+            ("A", "a2", "2026-03-01", 5.0),
+            ("A", "a3", "2026-05-01", 99.0),
+            ("B", "b1", "2025-06-01", 40.0),
+            ("C", "c1", "2026-04-10", 7.0),
+        ]
+    )
+    cutoff = pd.Timestamp("2026-04-01")
+    features = churn_features(sales, cutoff)
+    assert features.index.tolist() == ["A", "B"]
+    a = features.loc["A"]
+    assert (a.recency_days, a.frequency, a.monetary, a.avg_order_value) == (31, 2, 35.0, 17.5)
+    # 2026-01-01 is exactly 90 days before the cutoff: inside "the last 90 days".
+    assert (a.tenure_days, a.orders_90d, a.orders_365d, a.median_gap_days) == (90, 2, 2, 59.0)
+    assert churn_labels(sales, features.index, cutoff, 90).to_dict() == {"A": 0, "B": 1}
+
+
+def test_warnings_are_valuable_customers_who_crossed_the_threshold() -> None:
+    current = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "E"],
+            "value_tier": ["high", "high", "high", "low", "high"],
+            "churn_probability": [0.8, 0.9, 0.3, 0.95, 0.7],
+        }
+    )
+    previous = pd.DataFrame({"customer_id": ["A", "B", "C", "D"], "churn_probability": [0.4, 0.6, 0.1, 0.2]})
+    warned = churn_warnings(current, previous)
+    # A crossed (0.4 -> 0.8); B was already above; C is below; D is not high-value; E has no previous score.
+    assert warned["customer_id"].tolist() == ["A", "E"]
+    assert warned["previous_probability"].isna().tolist() == [False, True]
+
+
+def test_the_classifier_beats_the_p_alive_baseline_on_a_later_holdout() -> None:
+    data = generate_crm(3000, seed=42, defect_rate=0)
+    lines = data["order_lines"].merge(data["orders"], on="order_id")
+    lines["net_amount"] = lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"])
+    result = churn_risk(lines, date(2026, 11, 1))
+    scores = result.evaluation.set_index("model")
+    model = scores.loc["gradient_boosting_calibrated"]
+    assert model.roc_auc > 0.8 and model.roc_auc > scores.loc["bgnbd_1_minus_p_alive", "roc_auc"]
+    assert model.brier < scores.loc["bgnbd_1_minus_p_alive", "brier"]
+    assert result.probability.between(0, 1).all() and len(result.probability) > 2000
+
+
+def test_too_little_history_is_a_clear_error() -> None:
+    sales = _lines([("A", "a1", "2026-01-01", 10.0)])
+    with pytest.raises(ValueError, match="not enough history"):
+        churn_risk(sales, date(2026, 11, 1))
