@@ -30,6 +30,7 @@ CASES = {
     "gate": "quality gate, order-lines suite (GX on pandas, in memory)",
     "gate_docs": "quality gate, order-lines suite (GX checkpoint + Data Docs)",
     "bgnbd_fit": "BG/NBD fit, 1M simulated customers (continuous times)",
+    "segments": "segments snapshot: RFM, tiers, lifecycle, CLV, clusters, churn",
 }
 TO_SQL_ROWS = 100_000  # to_sql is orders of magnitude slower: measured on a slice, reported per row
 
@@ -42,6 +43,10 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
 
     if case == "bgnbd_fit":
         return run_bgnbd_fit()
+    if case == "segments_prepare":
+        return prepare_sales_lines(customers)
+    if case == "segments":
+        return run_segments(customers)
     started = time.perf_counter()
     data = generate_crm(n_customers=customers, seed=1)
     generate_seconds = time.perf_counter() - started
@@ -105,6 +110,53 @@ def run_gate(data, docs: bool) -> dict:
     return {"rows": len(typed), "seconds": seconds, "quarantined": int(gate.quarantined.sum())}
 
 
+def _sales_lines_path(customers: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"salespulse_bench_sales_lines_{customers}.parquet"
+
+
+def prepare_sales_lines(customers: int) -> dict:
+    """Generate the CRM once and keep only what the segments step reads (its own memory is not measured)."""
+    from salespulse.generator import generate_crm
+
+    data = generate_crm(n_customers=customers, seed=1)
+    lines = data["order_lines"].merge(data["orders"][["order_id", "customer_id", "order_date", "status"]])
+    lines["net_amount"] = lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"])
+    columns = ["customer_id", "order_id", "order_date", "status", "net_amount"]
+    lines[columns].to_parquet(_sales_lines_path(customers), index=False)
+    return {"rows": len(lines), "seconds": 0.0}
+
+
+def run_segments(customers: int) -> dict:
+    """The whole segments snapshot over every order line of ``customers`` generated customers."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from salespulse.generator import DEFAULT_END
+    from salespulse.pipeline import segment_snapshot
+
+    path = _sales_lines_path(customers)
+    if not path.exists():
+        command = [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--case",
+            "segments_prepare",
+            "--customers",
+            str(customers),
+        ]
+        subprocess.run(command, check=True, capture_output=True)
+    sales = pd.read_parquet(path)
+    started = time.perf_counter()
+    snapshot = segment_snapshot(sales, DEFAULT_END + dt.timedelta(days=1))
+    return {
+        "rows": len(sales),
+        "seconds": time.perf_counter() - started,
+        "customers": len(snapshot.customers),
+    }
+
+
 def run_bgnbd_fit(n: int = 1_000_000) -> dict:
     """Fit time alone, on customers simulated with known parameters (no two share a history)."""
     import numpy as np
@@ -162,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES), help="cases to run")
-    parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=[*sorted(CASES), "segments_prepare"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

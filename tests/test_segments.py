@@ -171,3 +171,28 @@ def test_purchase_history_counts_days_gaps_and_the_last_year(five_customers: pd.
     assert a.orders_last_year == 3
     assert history.loc["E", "orders_last_year"] == 0  # E's only completed order is more than a year old
     assert "F" not in history.index  # only a cancelled order
+
+
+def test_a_segments_snapshot_is_reproducible(small_exports, duckdb_url: str, tmp_path) -> None:
+    """The same data and as-of date give the same snapshot: scores, tiers, stages, CLV, clusters, churn."""
+    from salespulse.config import Settings
+    from salespulse.model import ENTITIES
+    from salespulse.pipeline import build_segments, ingest_entity, prepare_warehouse
+    from salespulse.warehouse import get_engine, read_frame
+
+    settings = Settings(warehouse_url=duckdb_url, data_dir=tmp_path, export_dir=small_exports)
+    prepare_warehouse(settings)
+    as_of = date(2026, 11, 1)
+    for entity in ENTITIES:
+        ingest_entity(settings, entity.name, as_of, "load")
+    columns = (
+        "customer_id, r_score, f_score, m_score, rfm_segment, value_tier, purchase_class, lifecycle_stage, "
+        "p_alive, clv_12m, cluster, churn_probability"
+    )
+    query = f"select {columns} from marts.customer_rfm order by customer_id"
+    build_segments(settings, as_of, "first")
+    first = read_frame(get_engine(duckdb_url), query)
+    build_segments(settings, as_of, "second")
+    second = read_frame(get_engine(duckdb_url), query)
+    assert len(first) > 300
+    pd.testing.assert_frame_equal(first, second)

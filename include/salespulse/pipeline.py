@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -108,8 +109,60 @@ def ingest_entity(settings: Settings, entity_name: str, as_of: date, run_id: str
     return result.as_dict()
 
 
+@dataclass
+class SegmentSnapshot:
+    """Everything the segments step computes for one as-of date, before it is stored."""
+
+    customers: pd.DataFrame  # one row per scored customer
+    cluster_profile: pd.DataFrame
+    churn_evaluation: pd.DataFrame
+    churn_warnings: pd.DataFrame
+    model: dict[str, Any]
+
+
+def segment_snapshot(
+    sales: pd.DataFrame,
+    as_of: date,
+    previous_centroids: pd.DataFrame | None = None,
+    previous_scores: pd.DataFrame | None = None,
+) -> SegmentSnapshot:
+    """RFM, value tier, purchase class, lifecycle, CLV, cluster and churn risk per customer, as of a date.
+
+    ``sales`` are order lines (customer_id, order_id, order_date, status, net_amount). The previous
+    snapshot's cluster centroids keep cluster numbers stable; its churn scores decide who newly crossed the
+    warning threshold. Pure: no warehouse, so it can be tested and benchmarked on its own.
+    """
+    rfm = compute_rfm(sales, as_of)
+    rfm, model = add_value_and_lifecycle(rfm, sales, as_of)
+    tenure = purchase_history(sales, as_of)["days_since_first"]
+    profile = pd.DataFrame()
+    try:
+        clusters = fit_clusters(cluster_features(rfm, tenure), previous_centroids=previous_centroids)
+        rfm["cluster"] = rfm["customer_id"].map(clusters.labels).astype("Int64")
+        profile = clusters.profile.reset_index().assign(k=clusters.k, silhouette=clusters.silhouette)
+        model["clusters"] = {"k": clusters.k, "silhouette": round(clusters.silhouette, 4)}
+    except ValueError as exc:
+        log.warning("customers not clustered as of %s: %s", as_of, exc)
+        rfm["cluster"] = pd.array([None] * len(rfm), dtype="Int64")
+    evaluation, warnings = pd.DataFrame(), pd.DataFrame()
+    try:
+        churn = churn_risk(sales, as_of)
+        rfm["churn_probability"] = rfm["customer_id"].map(churn.probability)
+        evaluation = churn.evaluation
+        model["churn"] = (
+            evaluation.set_index("model")[["roc_auc", "pr_auc", "brier"]].round(4).to_dict("index")
+        )
+        warnings = churn_warnings(rfm, previous_scores)[
+            ["customer_id", "value_tier", "churn_probability", "previous_probability", "clv_12m"]
+        ]
+    except ValueError as exc:
+        log.warning("no churn model as of %s: %s", as_of, exc)
+        rfm["churn_probability"] = np.nan
+    return SegmentSnapshot(rfm, profile, evaluation, warnings, model)
+
+
 def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
-    """Score every customer's RFM as of ``as_of`` and store the snapshot (replacing that date's snapshot)."""
+    """Compute the segments snapshot as of ``as_of`` and store it (replacing that date's snapshot)."""
     started = datetime.now()
     with warehouse(settings) as engine:
         sales = read_frame(
@@ -119,64 +172,33 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
             {"as_of": as_of},
         )
         sales["order_date"] = pd.to_datetime(sales["order_date"])
-        rfm = compute_rfm(sales, as_of)
-        rfm, model = add_value_and_lifecycle(rfm, sales, as_of)
-        previous = read_frame(
+        previous_centroids = read_frame(
             engine,
             "select * from marts.customer_cluster_profile where snapshot_date = "
             "(select max(snapshot_date) from marts.customer_cluster_profile where snapshot_date < :as_of)",
             {"as_of": as_of},
         ).set_index("cluster")
-        tenure = purchase_history(sales, as_of)["days_since_first"]
-        created = datetime.now()
-        profile = pd.DataFrame()
-        try:
-            clusters = fit_clusters(cluster_features(rfm, tenure), previous_centroids=previous)
-            rfm["cluster"] = rfm["customer_id"].map(clusters.labels).astype("Int64")
-            profile = clusters.profile.reset_index().assign(
-                snapshot_date=as_of,
-                k=clusters.k,
-                silhouette=clusters.silhouette,
-                run_id=run_id,
-                created_at=created,
-            )
-            model["clusters"] = {"k": clusters.k, "silhouette": round(clusters.silhouette, 4)}
-        except ValueError as exc:
-            log.warning("customers not clustered as of %s: %s", as_of, exc)
-            rfm["cluster"] = pd.array([None] * len(rfm), dtype="Int64")
-        evaluation, warnings = pd.DataFrame(), pd.DataFrame()
-        try:
-            churn = churn_risk(sales, as_of)
-            rfm["churn_probability"] = rfm["customer_id"].map(churn.probability)
-            evaluation = churn.evaluation.assign(snapshot_date=as_of, run_id=run_id, created_at=created)
-            model["churn"] = (
-                evaluation.set_index("model")[["roc_auc", "pr_auc", "brier"]].round(4).to_dict("index")
-            )
-            previous_scores = read_frame(
-                engine,
-                "select customer_id, churn_probability from marts.customer_rfm where snapshot_date = "
-                "(select max(snapshot_date) from marts.customer_rfm where snapshot_date < :as_of)",
-                {"as_of": as_of},
-            )
-            warnings = churn_warnings(rfm, previous_scores)[
-                ["customer_id", "value_tier", "churn_probability", "previous_probability", "clv_12m"]
-            ].assign(snapshot_date=as_of, run_id=run_id, created_at=created)
-        except ValueError as exc:
-            log.warning("no churn model as of %s: %s", as_of, exc)
-            rfm["churn_probability"] = np.nan
-        rfm = rfm.assign(snapshot_date=as_of, run_id=run_id, created_at=created)
+        previous_scores = read_frame(
+            engine,
+            "select customer_id, churn_probability from marts.customer_rfm where snapshot_date = "
+            "(select max(snapshot_date) from marts.customer_rfm where snapshot_date < :as_of)",
+            {"as_of": as_of},
+        )
+        snapshot = segment_snapshot(sales, as_of, previous_centroids, previous_scores)
+        stamp = {"snapshot_date": as_of, "run_id": run_id, "created_at": datetime.now()}
+        tables = {
+            "customer_rfm": snapshot.customers,
+            "customer_cluster_profile": snapshot.cluster_profile,
+            "churn_model_evaluation": snapshot.churn_evaluation,
+            "churn_warnings": snapshot.churn_warnings,
+        }
         with engine.begin() as conn:
-            for table in (
-                "marts.customer_rfm",
-                "marts.customer_cluster_profile",
-                "marts.churn_model_evaluation",
-                "marts.churn_warnings",
-            ):
-                conn.execute(text(f"delete from {table} where snapshot_date = :as_of"), {"as_of": as_of})
-            bulk_insert(conn, "marts", "customer_rfm", rfm)
-            bulk_insert(conn, "marts", "customer_cluster_profile", profile)
-            bulk_insert(conn, "marts", "churn_model_evaluation", evaluation)
-            bulk_insert(conn, "marts", "churn_warnings", warnings)
+            for table, frame in tables.items():
+                conn.execute(
+                    text(f"delete from marts.{table} where snapshot_date = :as_of"), {"as_of": as_of}
+                )
+                bulk_insert(conn, "marts", table, frame.assign(**stamp) if len(frame) else frame)
+        rfm, warnings, model = snapshot.customers, snapshot.churn_warnings, snapshot.model
         mix = rfm["rfm_segment"].value_counts().to_dict()
         _record_step(engine, run_id, "build_segments", as_of, len(rfm), f"segments={mix}; {model}", started)
     return {
@@ -186,9 +208,7 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
         "model": model,
         "churn_warnings": [
             {k: (None if pd.isna(v) else v) for k, v in row.items()}
-            for row in warnings.drop(columns=["snapshot_date", "run_id", "created_at"], errors="ignore")
-            .head(50)
-            .to_dict(orient="records")
+            for row in warnings.head(50).to_dict(orient="records")
         ],
         "churn_warning_count": len(warnings),
     }
