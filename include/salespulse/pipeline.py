@@ -141,8 +141,9 @@ def segment_snapshot(
     )
     del completed
     rfm = compute_rfm(sales, as_of)
-    rfm, model = add_value_and_lifecycle(rfm, sales, as_of)
-    tenure = purchase_history(sales, as_of)["days_since_first"]
+    history = purchase_history(sales, as_of)
+    rfm, model = add_value_and_lifecycle(rfm, sales, as_of, history)
+    tenure = history["days_since_first"]
     profile = pd.DataFrame()
     try:
         clusters = fit_clusters(cluster_features(rfm, tenure), previous_centroids=previous_centroids)
@@ -223,7 +224,11 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
 
 
 def add_value_and_lifecycle(
-    rfm: pd.DataFrame, sales: pd.DataFrame, as_of: date, thresholds: ClassThresholds | None = None
+    rfm: pd.DataFrame,
+    sales: pd.DataFrame,
+    as_of: date,
+    history: pd.DataFrame,
+    thresholds: ClassThresholds | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Value tier, purchase class, lifecycle stage, P(alive), expected purchases and CLV over 12 months.
 
@@ -255,7 +260,6 @@ def add_value_and_lifecycle(
     except (RuntimeError, ValueError) as exc:
         log.warning("CLV models not fitted as of %s: %s", as_of, exc)
         summary = summary.assign(p_alive=np.nan, expected_purchases_12m=np.nan, clv_12m=np.nan)
-    history = purchase_history(sales, as_of)
     out = rfm.merge(
         summary[["p_alive", "expected_purchases_12m", "clv_12m"]],
         left_on="customer_id",
