@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from salespulse.model import ENTITIES, FUNNEL_STAGES, Entity
+from salespulse.model import ENTITIES, FUNNEL_STAGES, Entity, get_entity
 
 DEFAULT_START = date(2023, 11, 1)
 DEFAULT_END = date(2026, 10, 31)  # last day of generated activity; fixed so the data set is reproducible
@@ -185,8 +185,7 @@ _SQL_TYPES = {
 
 
 def _kinds(entity: str) -> dict[str, str]:
-    spec: Entity = next(e for e in ENTITIES if e.name == entity)
-    return {c.name: c.kind for c in spec.columns}
+    return {c.name: c.kind for c in get_entity(entity).columns}
 
 
 def _seasonality(months: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The CRM data model: one definition per entity, shared by the generator, loader and checks.
 
-The DDL in ``include/sql/ddl`` creates the same columns; ``tests/test_model.py`` keeps the
-two in step.
+The DDL in ``include/sql/raw`` and ``include/sql/core`` creates the same columns;
+``tests/test_warehouse.py`` keeps the two in step.
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ class Entity:
     @property
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
-
-    def kind_of(self, column: str) -> ColumnKind:
-        return next(c.kind for c in self.columns if c.name == column)
 
 
 def _cols(*spec: tuple[str, ColumnKind] | tuple[str, ColumnKind, bool]) -> tuple[Column, ...]:

@@ -146,8 +146,8 @@ def _integral_floats_as_integers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_frame(conn: Connection | Engine, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Run one query (inline text or a ``.sql`` path relative to include/sql) and return a DataFrame."""
-    statement = load_sql(sql)[0] if sql.endswith(".sql") else sql
+    """Run one query with bound parameters and return a DataFrame."""
+    statement = sql
     if isinstance(conn, Engine):
         with conn.connect() as connection:
             return pd.read_sql(text(statement), connection, params=dict(params or {}))
