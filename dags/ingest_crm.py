@@ -1,20 +1,27 @@
 """
 ### ingest_crm
 
-Pulls the CRM's export files (customers, products, sales targets, orders, order lines, interactions,
-opportunities) into the warehouse, as of the run's date.
+Pulls the CRM's data (customers, products, sales targets, orders, order lines, interactions,
+opportunities) into the warehouse, as of the run's date, from the source `SALESPULSE_SOURCE` names:
+export files (default), the CRM's database (`AIRFLOW_CONN_SALESPULSE_CRM_DB`), its REST API
+(`AIRFLOW_CONN_SALESPULSE_CRM_API`) or a user's files through a mapping file (`SALESPULSE_MAPPING`).
 
-For each entity, in referential order: read the export, keep the rows updated before the as-of date,
-de-duplicate by business key (last update wins), run the entity's Great Expectations suite, land the
-batch in `raw`, quarantine rows that broke a critical rule in `quality.quarantine` with the rule named,
-write every expectation's outcome to `quality.validation_results`, merge the good rows into `core`,
-and record the counts in `audit.load_batches` (rows read = loaded + quarantined + duplicates).
+For each entity, in referential order: read the rows updated since the entity's watermark and before
+the as-of date (all of them with `params.full_refresh`), de-duplicate by business key (last update
+wins), run the entity's Great Expectations suite, land the batch in `raw`, quarantine rows that
+broke a critical rule in `quality.quarantine` with the rule named, write every expectation's outcome
+to `quality.validation_results`, merge the good rows into `core`,
+and record the counts, the watermark before and after and the timings in `audit.load_batches`
+(rows read = loaded + quarantined + duplicates). The watermark advances only with a committed batch;
+re-running a date re-reads the same window, so re-runs and `airflow backfill create` leave the
+warehouse as a single in-order run would. Source columns the model does not know are kept in
+`raw.<entity>._extra` and named in the audit.
 A critical batch-level failure fails the task without retries, so `crm_core` is not updated and nothing
 downstream runs. Every validation with failures sends one alert (email, Slack, JSON webhook: whichever of
 the `salespulse_smtp`, `salespulse_slack`, `salespulse_webhook` connections exist), and the GX Data Docs
 are rebuilt under `.data/gx/` on every run.
 
-**As-of date:** `params.as_of`, else the logical date.
+**As-of date:** `params.as_of`, else the logical date. **Full refresh:** `params.full_refresh`.
 **Emits:** `crm_core`, which triggers `customer_segments`.
 """
 
@@ -33,7 +40,7 @@ from salespulse_airflow import assets, runtime
     schedule="@daily",
     tags=["salespulse", "ingest", "data-quality"],
     doc_md=__doc__,
-    **runtime.DAG_DEFAULTS,
+    **{**runtime.DAG_DEFAULTS, "params": {**runtime.PARAMS, "full_refresh": False}},
 )
 def ingest_crm():
     @task

@@ -14,13 +14,12 @@ from salespulse.ingest import (
     SourceSchemaError,
     coerce_types,
     deduplicate,
-    extract_as_of,
     ingest_exports,
     load_entity,
-    read_export,
 )
 from salespulse.model import ENTITIES, get_entity
 from salespulse.quality import DataQualityError
+from salespulse.sources import FileSource, Window, extract_frame
 from salespulse.warehouse import create_schema, get_engine, read_frame
 
 AS_OF = date(2026, 11, 1)
@@ -194,12 +193,14 @@ def test_coerce_types_marks_every_bad_column() -> None:
 
 
 def test_a_missing_required_column_stops_that_entity_with_its_name(
-    small_exports: Path, tmp_path: Path
+    small_exports: Path, tmp_path: Path, duckdb_url: str
 ) -> None:
+    engine = _engine(duckdb_url)
     frame = pd.read_parquet(small_exports / "orders.parquet").drop(columns=["order_date"])
     frame.to_parquet(tmp_path / "orders.parquet")
     with pytest.raises(SourceSchemaError, match="order_date"):
-        read_export(tmp_path, get_entity("orders"))
+        ingest.ingest_from_source(engine, FileSource(tmp_path), "orders", AS_OF, "r1")
+    assert read_frame(engine, "select count(*) as n from audit.load_batches").n.iloc[0] == 0
 
 
 def test_csv_exports_load_like_parquet(small_exports: Path, duckdb_url: str, tmp_path: Path) -> None:
@@ -221,10 +222,9 @@ def test_a_crash_in_the_middle_of_a_load_leaves_no_partial_batch(
     small_exports: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = _engine(warehouse_url)
-    orders = extract_as_of(read_export(small_exports, get_entity("orders")), get_entity("orders"), AS_OF)
-    customers = extract_as_of(
-        read_export(small_exports, get_entity("customers")), get_entity("customers"), AS_OF
-    )
+    files, window = FileSource(small_exports), Window(until=pd.Timestamp(AS_OF))
+    orders = extract_frame(files, get_entity("orders"), window)
+    customers = extract_frame(files, get_entity("customers"), window)
     load_entity(engine, "customers", customers, AS_OF, "r1", "files")
     real_run_sql_file = ingest.run_sql_file
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,6 +63,7 @@ class Settings:
     backtest_folds: int = 3
     season_length: int = 12
     source_format: str = "parquet"
+    watermark_lookback: timedelta = timedelta(0)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -83,6 +85,7 @@ class Settings:
             url = sqlalchemy_url_from_airflow_uri(env[WAREHOUSE_CONN_ENV])
         else:
             url = f"duckdb:///{data_dir / 'warehouse.duckdb'}"
+        # Which source (files, sql, api, mapping) and its own settings are read by salespulse.sources.
         source_format = env.get("SALESPULSE_SOURCE_FORMAT", "parquet")
         if source_format not in ("parquet", "csv"):
             raise ValueError(f"SALESPULSE_SOURCE_FORMAT must be 'parquet' or 'csv', got {source_format!r}")
@@ -93,4 +96,6 @@ class Settings:
             forecast_horizon=_env_int(env, "SALESPULSE_FORECAST_HORIZON", 6),
             backtest_folds=_env_int(env, "SALESPULSE_BACKTEST_FOLDS", 3),
             source_format=source_format,
+            # Re-read this many minutes before the watermark, for sources whose rows commit late.
+            watermark_lookback=timedelta(minutes=_env_int(env, "SALESPULSE_WATERMARK_LOOKBACK_MINUTES", 0)),
         )

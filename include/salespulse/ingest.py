@@ -1,19 +1,26 @@
-"""Ingest CRM export files: extract, de-duplicate, gate, land in raw, merge into core.
+"""Ingest CRM data: extract incrementally, de-duplicate, gate, land in raw, merge into core.
 
 One call loads one entity as of one date, in one transaction: the raw batch, its quarantined
-rows, the validation history, the core merge and the audit row commit together or not at all.
-Loading the same entity and as-of date again replaces that batch, so re-runs leave the
-warehouse as it was. Every source row is accounted for::
+rows, the validation history, the core merge and the audit row (with the watermark) commit
+together or not at all. Loading the same entity and as-of date again replaces that batch with
+the same window, so re-runs and backfills leave the warehouse as it was. Every source row is
+accounted for::
 
     rows_read = rows_loaded + rows_quarantined + rows_duplicate
+
+The window of a batch as of day D is ``[watermark, D)`` of ``updated_at``, where the watermark is
+the newest ``updated_at`` the previous committed batch (as of a day before D) read, minus an
+optional look-back for sources whose rows commit late. Overlapping windows are safe: the merge
+keeps the last update of each business key.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,7 @@ from sqlalchemy import Connection, Engine, text
 
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
+from salespulse.sources import FileSource, Source, Window, extract_frame, normalize_header
 from salespulse.warehouse import bulk_insert, check_identifier, read_frame, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,9 @@ class LoadResult:
     rows_loaded: int
     failures: tuple[dict[str, Any], ...] = ()
     data_docs: str | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    extra_columns: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +77,19 @@ class LoadResult:
             "rows_loaded": self.rows_loaded,
             "failures": list(self.failures),
             "data_docs": self.data_docs,
+            "watermark_before": self.watermark_before.isoformat() if self.watermark_before else None,
+            "watermark_after": self.watermark_after.isoformat() if self.watermark_after else None,
+            "extra_columns": list(self.extra_columns),
         }
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """How a batch was extracted, for the audit."""
+
+    full_refresh: bool = True
+    watermark_before: datetime | None = None
+    extract_seconds: float = 0.0
 
 
 def batch_id_for(entity: str, as_of: date) -> str:
@@ -74,19 +97,22 @@ def batch_id_for(entity: str, as_of: date) -> str:
     return f"{entity}@{as_of.isoformat()}"
 
 
-def read_export(export_dir: Path, entity: Entity, source_format: str = "parquet") -> pd.DataFrame:
-    """Read an entity's export file as written by the CRM (Parquet, or UTF-8 CSV)."""
-    path = export_dir / f"{entity.name}.{source_format}"
-    if not path.exists():
-        raise FileNotFoundError(f"no export for {entity.name!r}: expected {path}")
-    if source_format == "parquet":
-        frame = pd.read_parquet(path)
-    else:
-        frame = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_values=[""])
+def conform_source_columns(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Match a source's columns to the model: headers normalized, required columns checked, and columns
+    the model does not know (schema drift) folded into ``_extra`` as JSON, so raw keeps them."""
+    frame = frame.rename(columns=normalize_header)
+    if len(frame.columns) == 0 and len(frame) == 0:
+        return frame, ()  # an API with nothing new sends no columns at all
     missing = [c for c in entity.required_columns if c not in frame.columns]
     if missing:
-        raise SourceSchemaError(f"{entity.name}: source {path.name} lacks required column(s) {missing}")
-    return frame
+        raise SourceSchemaError(f"{entity.name}: the source lacks required column(s) {missing}")
+    extra = tuple(c for c in frame.columns if c not in entity.column_names)
+    if extra:
+        log.warning(
+            "%s: source has column(s) the model does not know, kept in raw._extra: %s", entity.name, extra
+        )
+        frame = frame.assign(_extra=_original_rows(frame[list(extra)])).drop(columns=list(extra))
+    return frame, extra
 
 
 def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.Series]:
@@ -117,12 +143,15 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
     return typed, problems
 
 
-def gate_inputs(conn: Connection, entity: Entity, as_of: date) -> tuple[dict[str, Any], dict[str, Any]]:
+def gate_inputs(
+    conn: Connection, entity: Entity, as_of: date, incremental: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The runtime parameters and reference data this entity's suite needs, read before the load.
 
     Reference keys come from core, which holds the latest state, so a backfill of an earlier date checks
-    against keys known today. Baselines: volume from this entity's earlier loads in the audit, mean line
-    amount from core as it stands before this load.
+    against keys known today. Baselines: volume from this entity's earlier loads of the same kind in the
+    audit (incremental batches are compared with incremental ones, full extracts with full ones), mean
+    line amount from core as it stands before this load.
     """
     document = load_suite_document(entity.name)
     meta = document.get("meta", {})
@@ -143,8 +172,8 @@ def gate_inputs(conn: Connection, entity: Entity, as_of: date) -> tuple[dict[str
         history = read_frame(
             conn,
             "select rows_read from audit.load_batches where entity = :entity and as_of_date < :as_of "
-            "order by as_of_date desc limit 5",
-            {"entity": entity.name, "as_of": as_of},
+            "and (watermark_before is not null) = :incremental order by as_of_date desc limit 5",
+            {"entity": entity.name, "as_of": as_of, "incremental": incremental},
         )
         if len(history):
             typical = float(history["rows_read"].median())
@@ -206,20 +235,33 @@ def load_entity(
     run_id: str,
     source: str,
     docs_root: Path | None = None,
+    batch: BatchInfo | None = None,
 ) -> LoadResult:
-    """Gate one entity's extract and load it, as of ``as_of`` (rows updated before that day)."""
+    """Gate one entity's extract and load it, as of ``as_of`` (rows updated before that day).
+
+    ``batch`` says how the rows were extracted (window, timing); without it they count as a full extract.
+    """
     entity = get_entity(entity_name)
+    batch = batch or BatchInfo()
     started = datetime.now()
     batch_id = batch_id_for(entity.name, as_of)
+    source_frame, extra_columns = conform_source_columns(source_frame.reset_index(drop=True), entity)
     rows_read = len(source_frame)
-    typed, type_problems = coerce_types(source_frame.reset_index(drop=True), entity)
-    source_rows = source_frame.reset_index(drop=True)
+    typed, type_problems = coerce_types(source_frame, entity)
+    if "_extra" in source_frame:
+        typed["_extra"] = source_frame["_extra"]
+    newest = typed[entity.updated_at].max() if rows_read else None
+    watermark_after = batch.watermark_before if newest is None or pd.isna(newest) else newest.to_pydatetime()
+    if batch.watermark_before is not None and watermark_after is not None:
+        watermark_after = max(watermark_after, batch.watermark_before)
+    source_rows = source_frame.drop(columns=["_extra"], errors="ignore")
     deduped, rows_duplicate = deduplicate(typed, entity)
     type_problems = type_problems.loc[deduped.index]
     source_rows = source_rows.loc[deduped.index]
 
+    validate_started = time.perf_counter()
     with engine.connect() as conn:
-        parameters, references = gate_inputs(conn, entity, as_of)
+        parameters, references = gate_inputs(conn, entity, as_of, incremental=not batch.full_refresh)
     gate: GateResult = validate_batch(
         entity.name,
         deduped,
@@ -230,6 +272,8 @@ def load_entity(
         docs_root=docs_root,
     )
     history = gate.history.assign(batch_id=batch_id)
+    validate_seconds = time.perf_counter() - validate_started
+    write_started = time.perf_counter()
     if not gate.passed:
         # Keep the history of the failed validation, then stop: nothing of this batch reaches core.
         with engine.begin() as conn:
@@ -248,6 +292,8 @@ def load_entity(
         landed = deduped.reset_index(drop=True).assign(
             _batch_id=batch_id, _run_id=run_id, _source=source, _loaded_at=loaded_at, _quarantined=quarantined
         )
+        if "_extra" not in landed:
+            landed["_extra"] = None
         bulk_insert(conn, "raw", entity.name, landed[[*entity.column_names, *LOAD_METADATA]])
         if quarantined.any():
             held = source_rows[quarantined]
@@ -289,6 +335,9 @@ def load_entity(
             rows_loaded=int((~quarantined).sum()),
             failures=tuple(gate.failures),
             data_docs=gate.data_docs,
+            watermark_before=batch.watermark_before,
+            watermark_after=watermark_after,
+            extra_columns=extra_columns,
         )
         if result.rows_read != result.rows_loaded + result.rows_quarantined + result.rows_duplicate:
             raise AssertionError(f"{entity.name}: load does not reconcile: {result.as_dict()}")
@@ -306,6 +355,13 @@ def load_entity(
                     "rows_loaded": result.rows_loaded,
                     "started_at": started,
                     "finished_at": datetime.now(),
+                    "full_refresh": batch.full_refresh,
+                    "watermark_before": batch.watermark_before,
+                    "watermark_after": watermark_after,
+                    "extra_columns": ",".join(extra_columns) or None,
+                    "extract_seconds": batch.extract_seconds,
+                    "validate_seconds": validate_seconds,
+                    "write_seconds": time.perf_counter() - write_started,
                 }
             ]
         )
@@ -314,25 +370,59 @@ def load_entity(
     return result
 
 
-def extract_as_of(frame: pd.DataFrame, entity: Entity, as_of: date) -> pd.DataFrame:
-    """The rows a full export taken at the start of ``as_of`` would hold: updated before that day.
+def previous_watermark(conn: Connection, entity: Entity, as_of: date) -> datetime | None:
+    """The watermark the last committed batch before ``as_of`` left; None if there is none (load all)."""
+    found = read_frame(
+        conn,
+        "select watermark_after from audit.load_batches where entity = :entity and as_of_date < :as_of "
+        "order by as_of_date desc limit 1",
+        {"entity": entity.name, "as_of": as_of},
+    )
+    if found.empty or pd.isna(found["watermark_after"].iloc[0]):
+        return None
+    return pd.Timestamp(found["watermark_after"].iloc[0]).to_pydatetime()
 
-    Rows whose updated_at is missing or unreadable are kept, so the gate quarantines them by name.
-    """
-    updated = pd.to_datetime(frame[entity.updated_at], errors="coerce", format="mixed")
-    return frame[updated.isna() | (updated < pd.Timestamp(as_of))]
+
+def ingest_from_source(
+    engine: Engine,
+    source: Source,
+    entity_name: str,
+    as_of: date,
+    run_id: str,
+    full_refresh: bool = False,
+    lookback: timedelta = timedelta(0),
+    docs_root: Path | None = None,
+) -> LoadResult:
+    """Extract one entity's rows changed since the watermark (all of them on a full refresh) and load them."""
+    entity = get_entity(entity_name)
+    watermark = None
+    if not full_refresh:
+        with engine.connect() as conn:
+            watermark = previous_watermark(conn, entity, as_of)
+    after = None if watermark is None else pd.Timestamp(watermark) - pd.Timedelta(lookback)
+    window = Window(until=pd.Timestamp(as_of), after=after)
+    started = time.perf_counter()
+    frame = extract_frame(source, entity, window)
+    info = BatchInfo(
+        full_refresh=watermark is None,
+        watermark_before=watermark,
+        extract_seconds=time.perf_counter() - started,
+    )
+    log.info("%s: read %d rows from %s in window %s", entity.name, len(frame), source.description, window)
+    return load_entity(engine, entity.name, frame, as_of, run_id, source.description, docs_root, info)
+
+
+def ingest_all(
+    engine: Engine, source: Source, as_of: date, run_id: str, full_refresh: bool = False
+) -> list[LoadResult]:
+    """Load every entity from one source, parents before children."""
+    from salespulse.model import ENTITIES
+
+    return [ingest_from_source(engine, source, e.name, as_of, run_id, full_refresh) for e in ENTITIES]
 
 
 def ingest_exports(
     engine: Engine, export_dir: Path, as_of: date, run_id: str, source_format: str = "parquet"
 ) -> list[LoadResult]:
-    """Load every entity from a folder of export files, parents before children."""
-    from salespulse.model import ENTITIES
-
-    results = []
-    for entity in ENTITIES:
-        frame = extract_as_of(read_export(export_dir, entity, source_format), entity, as_of)
-        results.append(
-            load_entity(engine, entity.name, frame, as_of, run_id, source=f"files:{source_format}")
-        )
-    return results
+    """Load every entity from a folder of export files (see :class:`salespulse.sources.FileSource`)."""
+    return ingest_all(engine, FileSource(export_dir, prefer=source_format), as_of, run_id)

@@ -172,7 +172,7 @@ ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 FUNNEL_STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
 ORDER_STATUSES = ("completed", "returned", "cancelled")
 # Metadata columns every landed row carries, so each row traces back to the run that produced it.
-LOAD_METADATA = ("_batch_id", "_run_id", "_source", "_loaded_at", "_quarantined")
+LOAD_METADATA = ("_batch_id", "_run_id", "_source", "_loaded_at", "_quarantined", "_extra")
 
 
 def get_entity(name: str) -> Entity:

@@ -28,8 +28,7 @@ from salespulse.clv import (
 )
 from salespulse.config import Settings
 from salespulse.forecast import forecast_all
-from salespulse.ingest import extract_as_of, load_entity, read_export
-from salespulse.model import get_entity
+from salespulse.ingest import ingest_from_source
 from salespulse.segments import (
     ClassThresholds,
     compute_rfm,
@@ -38,6 +37,7 @@ from salespulse.segments import (
     purchase_history,
     value_tiers,
 )
+from salespulse.sources import source_from_env
 from salespulse.warehouse import bulk_insert, create_schema, get_engine, read_frame, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -92,18 +92,20 @@ def prepare_warehouse(settings: Settings) -> list[str]:
     return ["raw", "core", "quality", "audit", "marts", "reporting"]
 
 
-def ingest_entity(settings: Settings, entity_name: str, as_of: date, run_id: str) -> dict[str, Any]:
-    """Load one entity from the export folder, as a full export taken at the start of ``as_of``."""
-    entity = get_entity(entity_name)
-    frame = extract_as_of(read_export(settings.export_dir, entity, settings.source_format), entity, as_of)
+def ingest_entity(
+    settings: Settings, entity_name: str, as_of: date, run_id: str, full_refresh: bool = False
+) -> dict[str, Any]:
+    """Load one entity's rows changed since its watermark (all rows on a full refresh), as of ``as_of``."""
+    source = source_from_env(export_dir=settings.export_dir)
     with warehouse(settings) as engine:
-        result = load_entity(
+        result = ingest_from_source(
             engine,
-            entity.name,
-            frame,
+            source,
+            entity_name,
             as_of,
             run_id,
-            source=f"files:{settings.source_format}",
+            full_refresh=full_refresh,
+            lookback=settings.watermark_lookback,
             docs_root=settings.data_docs_root,
         )
     return result.as_dict()

@@ -14,7 +14,10 @@ from airflow.sdk.exceptions import AirflowFailException
 from salespulse import pipeline
 from salespulse.alerts import Alert, churn_alert, quality_alert
 from salespulse.config import Settings
+from salespulse.ingest import SourceSchemaError
+from salespulse.mapping import MappingError
 from salespulse.quality import DataQualityError
+from salespulse.sources import PermanentSourceError
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +134,29 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+def full_refresh_from_context(context: Mapping[str, Any]) -> bool:
+    """``params.full_refresh`` of a manual run: reload everything, ignoring the watermark."""
+    return bool((context.get("params") or {}).get("full_refresh", False))
+
+
 def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, Any]) -> dict[str, Any]:
     """Load one entity; send one alert when its validation had failures.
 
     A critical failure fails the task without retries (the data will not fix itself on a retry, and each
-    retry would alert again), so the asset the DAG emits at its end is not updated.
+    retry would alert again), so the asset the DAG emits at its end is not updated. So does a source that
+    refuses for good (a 4xx from the API, a missing required column, a broken mapping); a source that
+    keeps failing transiently past its own retries is left to Airflow's task retries.
     """
     from salespulse_airflow.notifiers import send_alert
 
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", "ingest_crm")
     try:
-        result = pipeline.ingest_entity(settings(), entity, as_of, context["run_id"])
+        result = pipeline.ingest_entity(
+            settings(), entity, as_of, context["run_id"], full_refresh=full_refresh_from_context(context)
+        )
+    except (PermanentSourceError, SourceSchemaError, MappingError) as error:
+        raise AirflowFailException(f"{entity}: {error}") from error
     except DataQualityError as error:
         alert = quality_alert(
             dag_id=dag_id,

@@ -1,4 +1,5 @@
 -- Landed rows exactly as the source exported them, plus load metadata. Append-only per batch.
+-- _extra keeps, as JSON, any source column the model does not know yet (schema drift), so nothing is lost.
 
 create table if not exists raw.customers (
     customer_id varchar,
@@ -17,7 +18,8 @@ create table if not exists raw.customers (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
 
 create table if not exists raw.products (
@@ -30,7 +32,8 @@ create table if not exists raw.products (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
 
 create table if not exists raw.sales_targets (
@@ -44,7 +47,8 @@ create table if not exists raw.sales_targets (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
 
 create table if not exists raw.orders (
@@ -59,7 +63,8 @@ create table if not exists raw.orders (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
 
 create table if not exists raw.order_lines (
@@ -74,7 +79,8 @@ create table if not exists raw.order_lines (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
 
 create table if not exists raw.interactions (
@@ -88,7 +94,8 @@ create table if not exists raw.interactions (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
 
 create table if not exists raw.opportunities (
@@ -107,5 +114,15 @@ create table if not exists raw.opportunities (
     _run_id varchar not null,
     _source varchar not null,
     _loaded_at timestamp not null,
-    _quarantined boolean not null
+    _quarantined boolean not null,
+    _extra varchar
 );
+
+-- Warehouses created before _extra existed get it now (appended, so column order stays the model's).
+alter table raw.customers add column if not exists _extra varchar;
+alter table raw.products add column if not exists _extra varchar;
+alter table raw.sales_targets add column if not exists _extra varchar;
+alter table raw.orders add column if not exists _extra varchar;
+alter table raw.order_lines add column if not exists _extra varchar;
+alter table raw.interactions add column if not exists _extra varchar;
+alter table raw.opportunities add column if not exists _extra varchar;

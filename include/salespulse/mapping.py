@@ -1,0 +1,266 @@
+"""Bring your own data: a mapping file turns a user's files into the SalesPulse model, with no code.
+
+A mapping is a YAML file (see ``include/mappings/``). It names the source files, and for each model entity
+says where each column comes from. DuckDB reads the files and evaluates the mapping, so a mapping can
+rename, parse dates in the user's format, set a constant currency, translate codes through a lookup table,
+filter, and aggregate (one invoice-line file can yield customers, products, orders and lines)::
+
+    version: 1
+    source:
+      path: ../data              # relative to the mapping file; SALESPULSE_SOURCE_DIR overrides it
+      tables:
+        lines: {file: "sales-*.csv", delimiter: ";", file_row_number: true}
+    lookups:
+      country_code: {Deutschland: DE, Frankreich: FR}
+    entities:
+      orders:
+        from: lines
+        group_by: [Belegnr]
+        columns:
+          order_id: Belegnr                                   # a source column, by name
+          order_date: {column: Belegdatum, format: "%d.%m.%Y"}  # a date in the user's format
+          currency: {value: EUR}                                # a constant
+          country: {lookup: country_code, column: Land}         # a code translated by a lookup
+          status: {sql: "case when Storno then 'cancelled' else 'completed' end"}  # any DuckDB expression
+
+Every lookup is also a SQL macro, ``lookup_<name>(x)``, for use inside ``sql`` expressions.
+A value a date format cannot read is passed on as the original text, so the loader quarantines the row
+with the reason (``type_<column>``) instead of losing it. CSV files are read as text for the same reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import yaml
+
+from salespulse.config import REPO_ROOT
+from salespulse.model import ENTITY_BY_NAME, Entity
+
+MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TABLE_OPTIONS = {"file", "delimiter", "header", "encoding", "file_row_number", "format"}
+_ENTITY_OPTIONS = {"from", "where", "group_by", "columns"}
+_ISO_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class MappingError(ValueError):
+    """The mapping file is not valid; the message names the file and the place."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    name: str
+    file: str
+    delimiter: str | None = None
+    header: bool = True
+    encoding: str = "utf-8"
+    file_row_number: bool = False
+
+    def reader(self, folder: Path) -> str:
+        """The DuckDB table function that reads this table's file(s)."""
+        pattern = _literal(str(folder / self.file))
+        if self.file.endswith(".parquet"):
+            numbered = ", file_row_number = true" if self.file_row_number else ""
+            return f"read_parquet({pattern}, union_by_name = true{numbered})"
+        options: list[str] = [
+            "all_varchar = true",
+            f"header = {_literal(self.header)}",
+            f"encoding = {_literal(self.encoding)}",
+            "union_by_name = true",
+        ]
+        if self.delimiter:
+            options.append(f"delim = {_literal(self.delimiter)}")
+        if self.file_row_number:
+            # CSV has no file_row_number; row order is kept by the reader, so number the rows as read.
+            numbered = "select *, row_number() over () - 1 as file_row_number"
+            return f"({numbered} from read_csv({pattern}, {', '.join(options)}))"
+        return f"read_csv({pattern}, {', '.join(options)})"
+
+
+@dataclass(frozen=True)
+class EntityMapping:
+    entity: Entity
+    source_table: str
+    columns: dict[str, str]  # model column -> SQL expression
+    where: str | None = None
+    group_by: tuple[str, ...] = ()
+
+    def select_sql(self, reader: str) -> str:
+        expressions = ",\n    ".join(f"{expr} as {_quote(name)}" for name, expr in self.columns.items())
+        sql = f"select\n    {expressions}\nfrom {reader} as source"
+        if self.where:
+            sql += f"\nwhere {self.where}"
+        if self.group_by:
+            sql += "\ngroup by " + ", ".join(self.group_by)
+        return sql
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    """A parsed mapping file."""
+
+    path: Path
+    name: str
+    folder: Path
+    tables: dict[str, SourceTable]
+    lookups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    entities: dict[str, EntityMapping] = field(default_factory=dict)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with this mapping's lookups defined as macros."""
+        con = duckdb.connect()
+        for name, table in self.lookups.items():
+            cases = " ".join(f"when {_literal(k)} then {_literal(v)}" for k, v in table.items())
+            con.execute(f"create macro lookup_{name}(x) as (case cast(x as varchar) {cases} else null end)")
+        return con
+
+    def entity_sql(self, entity_name: str) -> str:
+        mapping = self.entities[entity_name]
+        return mapping.select_sql(self.tables[mapping.source_table].reader(self.folder))
+
+    def iter_entity(
+        self,
+        entity_name: str,
+        where: str = "true",
+        params: list[Any] | None = None,
+        chunk_rows: int = 500_000,
+    ) -> Iterator[pd.DataFrame]:
+        """The mapped rows of one entity, filtered by ``where`` over the model's columns, in chunks."""
+        con = self.connect()
+        try:
+            sql = f"select * from ({self.entity_sql(entity_name)}) as mapped where {where}"
+            reader = con.sql(sql, params=params or []).to_arrow_reader(chunk_rows)
+            for batch in reader:
+                yield batch.to_pandas()
+        except duckdb.Error as exc:
+            raise MappingError(f"{self.path}: entity {entity_name!r} could not be read: {exc}") from exc
+        finally:
+            con.close()
+
+
+def _column_expression(where: str, spec: Any, lookups: Mapping[str, Any]) -> str:
+    if isinstance(spec, str):
+        return f"source.{_quote(spec)}"
+    if not isinstance(spec, dict) or len(set(spec) - {"format"}) != 1:
+        raise MappingError(
+            f"{where}: expected a column name or one of {{column}}, {{column, format}}, {{value}}, "
+            f"{{lookup, column}}, {{sql}}; got {spec!r}"
+        )
+    if "value" in spec:
+        return _literal(spec["value"])
+    if "sql" in spec:
+        expression = f"({spec['sql']})"
+    elif "column" in spec:
+        expression = f"source.{_quote(spec['column'])}"
+    else:
+        raise MappingError(f"{where}: unknown column spec {spec!r}")
+    if "lookup" in spec:
+        raise MappingError(f"{where}: a lookup needs a column: {{lookup: name, column: X}}")
+    if "format" in spec:
+        text = f"cast({expression} as varchar)"
+        parsed = f"strftime(try_strptime({text}, {_literal(spec['format'])}), {_literal(_ISO_TIMESTAMP)})"
+        expression = f"coalesce({parsed}, {text})"
+    return expression
+
+
+def _lookup_expression(where: str, spec: dict[str, Any], lookups: Mapping[str, Any]) -> str:
+    name = spec["lookup"]
+    if name not in lookups:
+        raise MappingError(f"{where}: no lookup named {name!r}; defined: {sorted(lookups)}")
+    rest = {k: v for k, v in spec.items() if k != "lookup"}
+    if set(rest) != {"column"} and set(rest) != {"sql"}:
+        raise MappingError(f"{where}: a lookup takes exactly one of column or sql, got {spec!r}")
+    return f"lookup_{name}({_column_expression(where, rest, lookups)})"
+
+
+def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> SourceMapping:
+    """Read and check a mapping file, by path or by the name of one in ``include/mappings/``.
+
+    ``source_dir`` (or ``SALESPULSE_SOURCE_DIR``) overrides the folder the mapping's files are read from.
+    """
+    path = Path(path)
+    if not path.exists() and (MAPPINGS_DIR / f"{path}.yaml").exists():
+        path = MAPPINGS_DIR / f"{path}.yaml"  # a bare name: one of the project's own mappings
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingError(f"{path}: cannot read the mapping: {exc}") from exc
+    if not isinstance(document, dict) or document.get("version") != 1:
+        raise MappingError(f"{path}: a mapping needs 'version: 1' at the top")
+    source = document.get("source") or {}
+    override = source_dir or os.environ.get("SALESPULSE_SOURCE_DIR")
+    folder = Path(override) if override else (path.parent / source.get("path", ".")).resolve()
+    tables = {}
+    for name, spec in (source.get("tables") or {}).items():
+        spec = {"file": spec} if isinstance(spec, str) else dict(spec)
+        unknown = set(spec) - _TABLE_OPTIONS
+        if unknown or "file" not in spec or not _NAME.match(name):
+            raise MappingError(
+                f"{path}: source table {name!r}: needs 'file'; unknown options {sorted(unknown)}"
+            )
+        spec.pop("format", None)
+        tables[name] = SourceTable(name=name, **spec)
+    lookups = document.get("lookups") or {}
+    for name in lookups:
+        if not _NAME.match(name) or not isinstance(lookups[name], dict):
+            raise MappingError(f"{path}: lookup {name!r} must be a name with a key: value table")
+    entities = {}
+    for entity_name, spec in (document.get("entities") or {}).items():
+        where = f"{path}: entities.{entity_name}"
+        if entity_name not in ENTITY_BY_NAME:
+            raise MappingError(f"{where}: not a model entity; known: {sorted(ENTITY_BY_NAME)}")
+        entity = ENTITY_BY_NAME[entity_name]
+        unknown = set(spec) - _ENTITY_OPTIONS
+        if unknown:
+            raise MappingError(f"{where}: unknown option(s) {sorted(unknown)}")
+        if spec.get("from") not in tables:
+            raise MappingError(f"{where}: 'from' must name a source table; defined: {sorted(tables)}")
+        columns = {}
+        for column_name, column_spec in (spec.get("columns") or {}).items():
+            if column_name not in entity.column_names:
+                raise MappingError(f"{where}.columns: {column_name!r} is not a column of {entity_name}")
+            at = f"{where}.columns.{column_name}"
+            if isinstance(column_spec, dict) and "lookup" in column_spec:
+                columns[column_name] = _lookup_expression(at, column_spec, lookups)
+            else:
+                columns[column_name] = _column_expression(at, column_spec, lookups)
+        missing = [c for c in entity.required_columns if c not in columns]
+        if missing:
+            raise MappingError(f"{where}: required column(s) {missing} are not mapped")
+        entities[entity_name] = EntityMapping(
+            entity=entity,
+            source_table=spec["from"],
+            columns=columns,
+            where=spec.get("where"),
+            group_by=tuple(_quote(g) if _NAME.match(g) else g for g in spec.get("group_by") or ()),
+        )
+    return SourceMapping(
+        path=path,
+        name=str(document.get("name", path.stem)),
+        folder=folder,
+        tables=tables,
+        lookups=lookups,
+        entities=entities,
+    )

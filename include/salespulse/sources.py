@@ -1,0 +1,417 @@
+"""Where CRM data comes from: export files, a CRM database, a CRM REST API, or a user's files and a mapping.
+
+Every source answers one question the same way: the rows of an entity updated in a window
+``[after, until)`` of ``updated_at``, as DataFrames in chunks. The loader (:mod:`salespulse.ingest`)
+decides the window from the watermark it keeps in the warehouse, so every source is incremental.
+Rows whose ``updated_at`` is missing or unreadable are always included, so the gate quarantines them by
+name instead of losing them.
+
+Configured by :func:`source_from_env` (see ``.env.example``):
+
+- ``files`` (default): ``SALESPULSE_EXPORT_DIR`` holds ``<entity>.parquet``, ``<entity>.csv`` or
+  ``<entity>.csv.gz``, or a folder ``<entity>/`` of such files (daily drops). CSV is read as UTF-8 text with
+  the delimiter sniffed (``SALESPULSE_CSV_DELIMITER`` forces one); headers are matched loosely
+  (``Customer ID`` is ``customer_id``).
+- ``sql``: ``AIRFLOW_CONN_SALESPULSE_CRM_DB``, a database URI; tables ``<schema>.<entity>`` with
+  ``SALESPULSE_CRM_DB_SCHEMA`` (default ``crm``).
+- ``api``: ``AIRFLOW_CONN_SALESPULSE_CRM_API``, e.g. ``http://:TOKEN@crm.example.com:443/?page_size=1000``;
+  the password is the bearer token; query options ``page_size``, ``pagination`` (cursor|page), ``timeout``,
+  ``max_retries``, ``backoff``, ``scheme`` (https).
+- ``mapping``: ``SALESPULSE_MAPPING``, a mapping file (see :mod:`salespulse.mapping`).
+"""
+
+from __future__ import annotations
+
+import csv
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import duckdb
+import pandas as pd
+import requests
+from sqlalchemy import create_engine, text
+
+from salespulse.config import sqlalchemy_url_from_airflow_uri
+from salespulse.mapping import load_mapping
+from salespulse.model import Entity
+from salespulse.warehouse import check_identifier
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 500_000
+SOURCE_KINDS = ("files", "sql", "api", "mapping")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows with ``after <= updated_at < until``; ``after`` None means from the beginning."""
+
+    until: pd.Timestamp
+    after: pd.Timestamp | None = None
+
+    def sql_condition(self, column: str = "updated_at", placeholder: str = "?") -> tuple[str, list[Any]]:
+        """A condition for DuckDB over a column that may still be text; unreadable values pass."""
+        value = f"try_cast({column} as timestamp)"
+        condition = f"({value} is null or ({value} < {placeholder}"
+        params: list[Any] = [self.until.to_pydatetime()]
+        if self.after is not None:
+            condition += f" and {value} >= {placeholder}"
+            params.append(self.after.to_pydatetime())
+        return condition + "))", params
+
+
+class Source(Protocol):
+    """A CRM data source. ``description`` names it in the audit, without secrets."""
+
+    @property
+    def description(self) -> str: ...
+
+    def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]: ...
+
+
+def extract_frame(source: Source, entity: Entity, window: Window) -> pd.DataFrame:
+    """All of a window's rows at once: what the loader gates as one batch."""
+    chunks = list(source.extract(entity, window))
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+class SourceError(RuntimeError):
+    """The source could not be read (after retries, where retrying makes sense)."""
+
+
+def normalize_header(name: str) -> str:
+    """``" Customer ID"`` and ``"customer-id"`` both become ``customer_id``; a UTF-8 BOM is dropped."""
+    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", name.replace("\ufeff", "").strip()).strip("_")
+    return cleaned.lower()
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A folder of CRM export files, read by DuckDB in chunks (Parquet, CSV, gzip'd CSV)."""
+
+    folder: Path
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    prefer: str = "parquet"
+    chunk_rows: int = CHUNK_ROWS
+
+    @property
+    def description(self) -> str:
+        return f"files:{self.folder}"
+
+    def files_for(self, entity: Entity) -> list[Path]:
+        """The entity's file, or every file in its folder; Parquet before CSV when both exist."""
+        order = ("parquet", "csv", "csv.gz") if self.prefer == "parquet" else ("csv", "csv.gz", "parquet")
+        for suffix in order:
+            single = self.folder / f"{entity.name}.{suffix}"
+            if single.exists():
+                return [single]
+        folder = self.folder / entity.name
+        if folder.is_dir():
+            for suffix in order:
+                found = sorted(folder.glob(f"*.{suffix}"))
+                if found:
+                    return found
+        raise FileNotFoundError(
+            f"no export for {entity.name!r} in {self.folder}: expected {entity.name}.parquet, "
+            f"{entity.name}.csv, {entity.name}.csv.gz or a folder {entity.name}/ of them"
+        )
+
+    def _reader(self, files: list[Path]) -> str:
+        names = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+        if files[0].suffix == ".parquet":
+            return f"read_parquet({names}, union_by_name = true)"
+        delimiter = self.delimiter or _sniff_delimiter(files[0], self.encoding)
+        quoted = delimiter.replace("'", "''")
+        return (
+            f"read_csv({names}, all_varchar = true, header = true, delim = '{quoted}', "
+            f"encoding = '{self.encoding}', union_by_name = true)"
+        )
+
+    def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
+        files = self.files_for(entity)
+        con = duckdb.connect()
+        try:
+            reader_sql = self._reader(files)
+            relation = con.sql(f"select * from {reader_sql}")
+            renames = {c: normalize_header(c) for c in relation.columns}
+            projection = ", ".join(f'"{c}" as "{n}"' for c, n in renames.items())
+            condition, params = window.sql_condition() if "updated_at" in renames.values() else ("true", [])
+            batches = con.sql(
+                f"select * from (select {projection} from {reader_sql}) where {condition}",
+                params=params,
+            ).to_arrow_reader(self.chunk_rows)
+            empty = True
+            for batch in batches:
+                empty = False
+                yield batch.to_pandas()
+            if empty:
+                yield pd.DataFrame(columns=list(renames.values()))
+        except duckdb.Error as exc:
+            raise SourceError(f"{entity.name}: cannot read {[str(f) for f in files]}: {exc}") from exc
+        finally:
+            con.close()
+
+
+def _sniff_delimiter(path: Path, encoding: str) -> str:
+    import gzip
+
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding=encoding, newline="") as handle:
+        sample = handle.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+# --- a mapping over a user's files ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MappedSource:
+    """A user's own files, turned into the model by a mapping file."""
+
+    mapping_path: Path
+    source_dir: Path | None = None
+    chunk_rows: int = CHUNK_ROWS
+
+    @property
+    def description(self) -> str:
+        return f"mapping:{Path(self.mapping_path).stem}"
+
+    def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
+        mapping = load_mapping(self.mapping_path, self.source_dir)
+        if entity.name not in mapping.entities:
+            raise SourceError(f"{mapping.path} maps no {entity.name!r}; it maps {sorted(mapping.entities)}")
+        condition, params = window.sql_condition()
+        yield from mapping.iter_entity(entity.name, condition, params, self.chunk_rows)
+
+
+# --- a CRM database ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    """Tables ``<schema>.<entity>`` in the CRM's database (or a replica), read through SQLAlchemy."""
+
+    url: str
+    schema: str = "crm"
+    chunk_rows: int = CHUNK_ROWS
+
+    @property
+    def description(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"sql:{parts.scheme}://{host}{port}{parts.path}/{self.schema}"
+
+    def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
+        table = f"{check_identifier(self.schema)}.{check_identifier(entity.name)}"
+        sql = f"select * from {table} where (updated_at is null or (updated_at < :until"
+        params: dict[str, Any] = {"until": window.until.to_pydatetime()}
+        if window.after is not None:
+            sql += " and updated_at >= :after"
+            params["after"] = window.after.to_pydatetime()
+        sql += ")) order by updated_at"
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                streaming = conn.execution_options(stream_results=True)
+                empty = True
+                for chunk in pd.read_sql(text(sql), streaming, params=params, chunksize=self.chunk_rows):
+                    empty = False
+                    yield chunk.rename(columns=normalize_header)
+                if empty:
+                    yield pd.read_sql(text(f"select * from {table} where false"), conn).rename(
+                        columns=normalize_header
+                    )
+        except Exception as exc:
+            if isinstance(exc, SourceError):
+                raise
+            raise SourceError(f"{entity.name}: cannot read {table} from {self.description}: {exc}") from exc
+        finally:
+            engine.dispose()
+
+
+# --- a CRM REST API ---------------------------------------------------------------------------------
+
+
+class ApiError(SourceError):
+    """The API kept failing past the retries (429, 5xx, timeouts): worth another try later."""
+
+
+class PermanentSourceError(ApiError):
+    """The API refused the request for good (a 4xx other than 429): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter; a 429's Retry-After is honoured up to a cap."""
+
+    max_retries: int = 5
+    backoff: float = 0.5
+    max_wait: float = 60.0
+
+    def wait(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_wait)
+        return min(self.backoff * 2**attempt * (0.5 + random.random() / 2), self.max_wait)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds, or as an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        moment = email.utils.parsedate_to_datetime(value)
+        return max(0.0, moment.timestamp() - time.time())
+
+
+@dataclass
+class ApiSource:
+    """A paginated JSON API, ``GET {base}/v1/{entity}?updated_since=&updated_before=&limit=``, bearer token.
+
+    Pages come as ``{"data": [...], "next_cursor": ...}`` (cursor) or ``{"data": [...], "pages": n}`` (page).
+    429 (after Retry-After), 5xx, timeouts and dropped connections are retried with backoff; any other
+    4xx fails at once with the status and the API's message.
+    """
+
+    base_url: str
+    token: str | None = None
+    page_size: int = 1000
+    pagination: str = "cursor"
+    timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    retries_done: int = 0
+
+    @property
+    def description(self) -> str:
+        return f"api:{self.base_url.rstrip('/')}"
+
+    def _get(self, session: requests.Session, url: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        for attempt in range(self.retry.max_retries + 1):
+            retry_after = None
+            try:
+                response = session.get(url, params=params, timeout=self.timeout)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    return response.json()
+                problem = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code == 429:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                elif response.status_code < 500:
+                    raise PermanentSourceError(f"GET {url} failed for good with {problem}")
+            if attempt == self.retry.max_retries:
+                raise ApiError(f"GET {url} still failing after {self.retry.max_retries} retries: {problem}")
+            wait = self.retry.wait(attempt, retry_after)
+            log.warning("GET %s: %s; retry %d in %.2fs", url, problem, attempt + 1, wait)
+            self.retries_done += 1
+            self.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
+        url = f"{self.base_url.rstrip('/')}/v1/{entity.name}"
+        params: dict[str, Any] = {"updated_before": window.until.isoformat(), "limit": self.page_size}
+        if window.after is not None:
+            params["updated_since"] = window.after.isoformat()
+        with requests.Session() as session:
+            if self.token:
+                session.headers["Authorization"] = f"Bearer {self.token}"
+            session.headers["Accept"] = "application/json"
+            page, rows = 1, []
+            while True:
+                if self.pagination == "page":
+                    params["page"] = page
+                body = self._get(session, url, params)
+                rows.extend(body.get("data", []))
+                if len(rows) >= self.page_size * 50:  # hand on a chunk every 50 pages
+                    yield pd.DataFrame.from_records(rows)
+                    rows = []
+                if self.pagination == "page":
+                    if page >= int(body.get("pages", page)) or not body.get("data"):
+                        break
+                    page += 1
+                else:
+                    cursor = body.get("next_cursor")
+                    if not cursor:
+                        break
+                    params["cursor"] = cursor
+            yield pd.DataFrame.from_records(rows)
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+
+def api_source_from_uri(uri: str) -> ApiSource:
+    """An Airflow HTTP connection URI: ``http://:TOKEN@host:port/base?page_size=500&scheme=https``."""
+    parts = urlsplit(uri)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    scheme = options.pop("scheme", "https" if parts.scheme == "https" else "http")
+    host = parts.hostname or "localhost"
+    base = f"{scheme}://{host}{':' + str(parts.port) if parts.port else ''}{parts.path.rstrip('/')}"
+    retry = RetryPolicy(
+        max_retries=int(options.get("max_retries", 5)), backoff=float(options.get("backoff", 0.5))
+    )
+    pagination = options.get("pagination", "cursor")
+    if pagination not in ("cursor", "page"):
+        raise ValueError(f"pagination must be 'cursor' or 'page', got {pagination!r}")
+    return ApiSource(
+        base_url=base,
+        token=parts.password or None,
+        page_size=int(options.get("page_size", 1000)),
+        pagination=pagination,
+        timeout=float(options.get("timeout", 30)),
+        retry=retry,
+    )
+
+
+def source_from_env(env: Mapping[str, str] | None = None, export_dir: Path | None = None) -> Source:
+    """The source ``SALESPULSE_SOURCE`` names: files, sql, api or mapping, set up from the environment."""
+    env = os.environ if env is None else env
+    kind = env.get("SALESPULSE_SOURCE") or ("mapping" if env.get("SALESPULSE_MAPPING") else "files")
+    if kind == "files":
+        folder = Path(env.get("SALESPULSE_EXPORT_DIR") or export_dir or ".data/exports")
+        return FileSource(
+            folder=folder.resolve(),
+            delimiter=env.get("SALESPULSE_CSV_DELIMITER") or None,
+            prefer=env.get("SALESPULSE_SOURCE_FORMAT", "parquet"),
+        )
+    if kind == "sql":
+        uri = env.get("AIRFLOW_CONN_SALESPULSE_CRM_DB")
+        if not uri:
+            raise ValueError("SALESPULSE_SOURCE=sql needs AIRFLOW_CONN_SALESPULSE_CRM_DB (a database URI)")
+        return SqlSource(
+            url=sqlalchemy_url_from_airflow_uri(uri), schema=env.get("SALESPULSE_CRM_DB_SCHEMA", "crm")
+        )
+    if kind == "api":
+        uri = env.get("AIRFLOW_CONN_SALESPULSE_CRM_API")
+        if not uri:
+            raise ValueError(
+                "SALESPULSE_SOURCE=api needs AIRFLOW_CONN_SALESPULSE_CRM_API (http://:TOKEN@host/)"
+            )
+        return api_source_from_uri(uri)
+    if kind == "mapping":
+        mapping = env.get("SALESPULSE_MAPPING")
+        if not mapping:
+            raise ValueError("SALESPULSE_SOURCE=mapping needs SALESPULSE_MAPPING (a mapping file or name)")
+        source_dir = env.get("SALESPULSE_SOURCE_DIR")
+        return MappedSource(Path(mapping), Path(source_dir) if source_dir else None)
+    raise ValueError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {kind!r}")

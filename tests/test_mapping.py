@@ -1,0 +1,123 @@
+"""Bring your own data: a user's CSV with its own column names, date format, delimiter and currency is
+loaded through a mapping file, with no code; a bad mapping is refused with the place it is wrong."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from salespulse.ingest import ingest_from_source
+from salespulse.mapping import MappingError, load_mapping
+from salespulse.sources import MappedSource
+from salespulse.warehouse import create_schema, get_engine, read_frame
+
+AS_OF = date(2026, 11, 1)
+
+KUNDEN = """Kundennr;Name;Land;Anmeldedatum;Geändert
+K-1;Müller GmbH;Deutschland;03.02.2024;05.02.2024 10:30
+K-2;北京贸易有限公司;China;17.11.2025;17.11.2025 08:00
+K-3;Dupont SA;Frankreich;31.02.2025;01.03.2025 09:15
+"""
+
+MAPPING = """
+version: 1
+name: kunden
+source:
+  path: .
+  tables:
+    kunden: {file: kunden.csv, delimiter: ";"}
+lookups:
+  land:
+    Deutschland: DE
+    Frankreich: FR
+    China: CN
+  region:
+    DE: Europe
+    FR: Europe
+    CN: Asia Pacific
+entities:
+  customers:
+    from: kunden
+    columns:
+      customer_id: Kundennr
+      customer_name: Name
+      country_code: {lookup: land, column: Land}
+      region: {sql: "lookup_region(lookup_land(Land))"}
+      channel: {value: partner}
+      signup_date: {column: Anmeldedatum, format: "%d.%m.%Y"}
+      updated_at: {column: Geändert, format: "%d.%m.%Y %H:%M"}
+"""
+
+
+@pytest.fixture
+def user_files(tmp_path: Path) -> Path:
+    (tmp_path / "kunden.csv").write_text(KUNDEN, encoding="utf-8")
+    (tmp_path / "kunden.yaml").write_text(MAPPING, encoding="utf-8")
+    return tmp_path
+
+
+def test_a_users_csv_loads_through_a_mapping(user_files: Path, duckdb_url: str) -> None:
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    result = ingest_from_source(engine, MappedSource(user_files / "kunden.yaml"), "customers", AS_OF, "r1")
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
+    core = read_frame(
+        engine,
+        "select customer_id, customer_name, country_code, region, channel, signup_date, updated_at "
+        "from core.dim_customer order by customer_id",
+    )
+    assert core["customer_name"].tolist() == ["Müller GmbH", "北京贸易有限公司"]
+    assert core["country_code"].tolist() == ["DE", "CN"]
+    assert core["region"].tolist() == ["Europe", "Asia Pacific"]
+    assert set(core["channel"]) == {"partner"}
+    assert str(core["signup_date"].iloc[0])[:10] == "2024-02-03"
+    assert str(core["updated_at"].iloc[1]) == "2025-11-17 08:00:00"
+    # 31 February is not a date: the row is held with the reason and the user's original text.
+    held = read_frame(engine, "select record_key, failed_rules, original_row from quality.quarantine")
+    assert held["record_key"].tolist() == ["K-3"]
+    assert "type_signup_date" in held["failed_rules"].iloc[0]
+    assert json.loads(held["original_row"].iloc[0])["signup_date"] == "31.02.2025"
+
+
+def test_a_currency_can_be_set_for_a_whole_file(user_files: Path) -> None:
+    text = MAPPING.replace(
+        "entities:\n",
+        "entities:\n  orders:\n    from: kunden\n    columns:\n"
+        "      order_id: Kundennr\n      customer_id: Kundennr\n"
+        "      order_date: {column: Anmeldedatum, format: '%d.%m.%Y'}\n"
+        "      status: {value: completed}\n      currency: {value: EUR}\n"
+        "      updated_at: {column: Geändert, format: '%d.%m.%Y %H:%M'}\n",
+    )
+    (user_files / "orders.yaml").write_text(text, encoding="utf-8")
+    mapping = load_mapping(user_files / "orders.yaml")
+    orders = next(mapping.iter_entity("orders"))
+    assert set(orders["currency"]) == {"EUR"} and len(orders) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("customer_id: Kundennr", "customer_key: Kundennr"), "'customer_key' is not a column of customers"),
+        (("      customer_id: Kundennr\n", ""), r"required column\(s\) \['customer_id'\] are not mapped"),
+        (("lookup: land,", "lookup: country,"), "no lookup named 'country'"),
+        (("from: kunden", "from: clients"), "'from' must name a source table"),
+        (("customers:\n    from", "prospects:\n    from"), "entities.prospects: not a model entity"),
+        (("version: 1", "version: 2"), "version: 1"),
+        (("channel: {value: partner}", "channel: {value: partner, sql: x}"), "channel"),
+    ],
+)
+def test_a_bad_mapping_is_refused_with_the_place(user_files: Path, change: tuple[str, str], message: str):
+    path = user_files / "bad.yaml"
+    path.write_text(MAPPING.replace(*change), encoding="utf-8")
+    with pytest.raises(MappingError, match=message):
+        load_mapping(path)
+
+
+def test_a_missing_source_column_names_the_entity(user_files: Path) -> None:
+    path = user_files / "typo.yaml"
+    path.write_text(MAPPING.replace("customer_name: Name", "customer_name: Nmae"), encoding="utf-8")
+    with pytest.raises(MappingError, match="entity 'customers' could not be read.*Nmae"):
+        list(load_mapping(path).iter_entity("customers"))
