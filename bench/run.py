@@ -2,8 +2,10 @@
 alternatives are measured in the same run and compared as ratios.
 
 Each case runs in its own Python process so that its peak memory (max RSS) is its own.
-Foundation cases: the generator's speed, and bulk loading order lines into DuckDB and PostgreSQL
-through each engine's fast path next to a plain ``DataFrame.to_sql``.
+Cases: the generator's speed; bulk loading order lines into DuckDB and PostgreSQL through each engine's
+fast path next to a plain ``DataFrame.to_sql``; the whole incremental ingest of order lines from a Parquet
+export (read, type, de-duplicate, gate, land, merge, audit) at 1x and 3x the lines; the quality gate alone;
+BG/NBD; the segments snapshot.
 
     python -m bench.run [--customers 100000] [--postgres-url URL] [--out bench/results.json]
 """
@@ -27,6 +29,10 @@ CASES = {
     "duckdb_to_sql": "order lines -> DuckDB (DataFrame.to_sql, multi-row inserts)",
     "postgres_fast": "order lines -> PostgreSQL (COPY)",
     "postgres_to_sql": "order lines -> PostgreSQL (DataFrame.to_sql, multi-row inserts)",
+    "ingest_duckdb": "ingest order lines: Parquet -> gate -> raw + core, DuckDB",
+    "ingest_postgres": "ingest order lines: Parquet -> gate -> raw + core, PostgreSQL",
+    "ingest_duckdb_3x": "ingest 3x the order lines: Parquet -> gate -> raw + core, DuckDB",
+    "ingest_duckdb_8x": "ingest 8x the order lines: Parquet -> gate -> raw + core, DuckDB",
     "gate": "quality gate, order-lines suite (GX on pandas, in memory)",
     "gate_docs": "quality gate, order-lines suite (GX checkpoint + Data Docs)",
     "bgnbd_fit": "BG/NBD fit, 1M simulated customers (continuous times)",
@@ -47,6 +53,14 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
         return prepare_sales_lines(customers)
     if case == "segments":
         return run_segments(customers)
+    if case.startswith("ingest_prepare"):
+        return prepare_ingest_inputs(customers, copies=int(case.rsplit("_", 1)[1]))
+    if case.startswith("ingest_setup"):
+        assert url is not None
+        return setup_ingest_warehouse(customers, int(case.rsplit("_", 1)[1]), url)
+    if case.startswith("ingest"):
+        copies = int(case.rsplit("_", 1)[1][:-1]) if case.endswith("x") else 1
+        return run_ingest(customers, copies=copies, url=url)
     started = time.perf_counter()
     data = generate_crm(n_customers=customers, seed=1)
     generate_seconds = time.perf_counter() - started
@@ -108,6 +122,78 @@ def run_gate(data, docs: bool) -> dict:
     gate = validate_batch("order_lines", typed, parameters, docs_root=docs_root, references=references)
     seconds = time.perf_counter() - started
     return {"rows": len(typed), "seconds": seconds, "quarantined": int(gate.quarantined.sum())}
+
+
+def _ingest_folder(customers: int, copies: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"salespulse_bench_ingest_{customers}_x{copies}"
+
+
+def prepare_ingest_inputs(customers: int, copies: int) -> dict:
+    """A Parquet export of order lines (``copies`` times the generated ones, under new order ids), and the
+    orders and products they refer to. Written by its own process, so its memory is not measured."""
+    import pandas as pd
+
+    from salespulse.generator import generate_crm
+
+    data = generate_crm(n_customers=customers, seed=1)
+    folder = _ingest_folder(customers, copies)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("order_lines", "orders"):
+        frame = data[name]
+        if copies > 1:
+            frame = pd.concat([frame.assign(order_id=frame["order_id"] + f"-{k}") for k in range(copies)])
+        frame.to_parquet(folder / f"{name}.parquet", index=False, row_group_size=250_000)
+    data["products"].to_parquet(folder / "products.parquet", index=False)
+    return {"rows": len(data["order_lines"]) * copies, "seconds": 0.0}
+
+
+def setup_ingest_warehouse(customers: int, copies: int, url: str) -> dict:
+    """Put the orders and products the lines refer to in core, so the referential rules have their keys.
+    Its own process, so that holding them in pandas does not count in the ingest's peak memory."""
+    import pandas as pd
+
+    from salespulse.model import get_entity
+    from salespulse.warehouse import bulk_insert, create_schema, get_engine
+
+    folder = _ingest_folder(customers, copies)
+    if not (folder / "order_lines.parquet").exists():
+        prepare_ingest_inputs(customers, copies)
+    engine = get_engine(url)
+    create_schema(engine)
+    metadata = {"_batch_id": "setup", "_run_id": "setup", "_loaded_at": pd.Timestamp("2026-01-01")}
+    with engine.begin() as conn:
+        for name in ("orders", "products"):
+            entity = get_entity(name)
+            frame = pd.read_parquet(folder / f"{name}.parquet")[entity.column_names].assign(**metadata)
+            bulk_insert(conn, "core", entity.core_table, frame)
+    engine.dispose()
+    return {"rows": 0, "seconds": 0.0}
+
+
+def run_ingest(customers: int, copies: int, url: str | None) -> dict:
+    """The product path for one entity: ``ingest_from_source`` on a Parquet export of order lines, with the
+    ``SALESPULSE_MAX_BATCH_ROWS`` of the environment (default: extracts over 500,000 rows load in parts)."""
+    import datetime as dt
+
+    from salespulse.config import Settings
+    from salespulse.generator import DEFAULT_END
+    from salespulse.ingest import ingest_from_source
+    from salespulse.sources import FileSource
+    from salespulse.warehouse import get_engine
+
+    url = url or f"duckdb:///{tempfile.mkdtemp()}/bench.duckdb"
+    command = [sys.executable, "-m", "bench.run", "--case", f"ingest_setup_{copies}", "--url", url]
+    subprocess.run([*command, "--customers", str(customers)], check=True, capture_output=True)
+    engine = get_engine(url)
+    started = time.perf_counter()
+    as_of = DEFAULT_END + dt.timedelta(days=1)
+    folder = _ingest_folder(customers, copies)
+    parts = Settings.from_env().max_batch_rows
+    source = FileSource(folder)
+    result = ingest_from_source(engine, source, "order_lines", as_of, "bench", True, max_batch_rows=parts)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"rows": result.rows_read, "seconds": seconds, "rows_quarantined": result.rows_quarantined}
 
 
 def _sales_lines_path(customers: int) -> Path:
@@ -214,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES), help="cases to run")
-    parser.add_argument("--case", choices=[*sorted(CASES), "segments_prepare"], help=argparse.SUPPRESS)
+    internal = ["segments_prepare"] + [
+        f"ingest_{step}_{n}" for step in ("prepare", "setup") for n in (1, 3, 8)
+    ]
+    parser.add_argument("--case", choices=[*sorted(CASES), *internal], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -230,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         database = None
         url = None
-        if case.startswith("postgres"):
+        if "postgres" in case:
             database, url = _postgres_database(args.postgres_url)
         try:
             command = [sys.executable, "-m", "bench.run", "--case", case, "--customers", str(args.customers)]
@@ -252,10 +341,18 @@ def main(argv: list[str] | None = None) -> int:
         ("duckdb_fast", "duckdb_to_sql"),
         ("postgres_fast", "postgres_to_sql"),
         ("gate", "gate_docs"),
+        ("ingest_duckdb", "duckdb_to_sql"),
+        ("ingest_postgres", "postgres_to_sql"),
     ):
         if fast in by_case and slow in by_case:
             ratio = by_case[fast]["rows_per_second"] / by_case[slow]["rows_per_second"]
             print(f"{CASES[fast]} vs {CASES[slow]}: {ratio:,.2f}x the rows/s in this run")
+    for scaled in ("ingest_duckdb_3x", "ingest_duckdb_8x"):
+        if "ingest_duckdb" in by_case and scaled in by_case:
+            one, many = by_case["ingest_duckdb"], by_case[scaled]
+            growth = many["peak_rss_mb"] / one["peak_rss_mb"]
+            times = many["rows"] / one["rows"]
+            print(f"ingest peak memory, {times:.0f}x the rows vs 1x: {growth:,.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"customers": args.customers, "results": results}, indent=2))
     return 0

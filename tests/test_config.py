@@ -48,8 +48,18 @@ def test_unsupported_connection_scheme_is_a_clear_error() -> None:
     [
         ({"SALESPULSE_SOURCE_FORMAT": "xlsx"}, "parquet"),
         ({"SALESPULSE_FORECAST_HORIZON": "six"}, "whole number"),
+        ({"SALESPULSE_MAX_BATCH_ROWS": "1e6"}, "SALESPULSE_MAX_BATCH_ROWS must be a whole number"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
+
+
+def test_incremental_load_settings() -> None:
+    settings = Settings.from_env(
+        {"SALESPULSE_WATERMARK_LOOKBACK_MINUTES": "90", "SALESPULSE_MAX_BATCH_ROWS": "250000"}
+    )
+    assert settings.watermark_lookback.total_seconds() == 90 * 60
+    assert settings.max_batch_rows == 250_000
+    assert Settings.from_env({}).max_batch_rows == 500_000

@@ -186,3 +186,49 @@ def test_late_updates_win_and_a_look_back_overlap_changes_nothing(
     once = core_checksum(engine)
     ingest_from_source(engine, source, "customers", DATES[1], "again", lookback=timedelta(days=400))
     assert core_checksum(engine) == once
+
+
+def test_a_large_extract_loads_in_parts_and_reruns_to_the_same_warehouse(
+    small_exports: Path, warehouse_url: str, tmp_path: Path
+) -> None:
+    """Cut into parts of at most 700 orders (spilled to disk, loaded oldest first, one transaction and one
+    watermark each), the load ends where one batch does; re-run cut differently, it leaves no stale part."""
+    source = FileSource(small_exports)
+    whole = _engine(f"duckdb:///{tmp_path / 'whole.duckdb'}")
+    for name in ("customers", "orders"):
+        ingest_from_source(whole, source, name, DATES[1], "whole")
+    engine = _engine(warehouse_url)
+    ingest_from_source(engine, source, "customers", DATES[1], "parts")
+    result = ingest_from_source(engine, source, "orders", DATES[1], "parts", max_batch_rows=700)
+    parts = _audit(engine).query("entity == 'orders'").sort_values("batch_id").reset_index(drop=True)
+    assert len(parts) >= 3 and (parts.rows_read <= 700).all()
+    assert parts.rows_read.sum() == result.rows_read
+    assert pd.isna(parts.watermark_before[0])
+    for i in range(1, len(parts)):  # each part starts where the previous one's newest row was
+        assert parts.watermark_before[i] == parts.watermark_after[i - 1]
+        assert parts.watermark_after[i] >= parts.watermark_before[i]
+    assert (parts.rows_read == parts.rows_loaded + parts.rows_quarantined + parts.rows_duplicate).all()
+    assert core_checksum(engine)["orders"] == core_checksum(whole)["orders"]
+
+    ingest_from_source(engine, source, "orders", DATES[1], "again", max_batch_rows=1_500)
+    ingest_from_source(engine, source, "orders", DATES[1], "once")
+    assert _audit(engine).query("entity == 'orders'").batch_id.tolist() == [f"orders@{DATES[1]}"]
+    raw = read_frame(engine, "select count(*) as n from raw.orders").n.iloc[0]
+    assert raw == result.rows_loaded + result.rows_quarantined
+    assert core_checksum(engine)["orders"] == core_checksum(whole)["orders"]
+
+
+def test_slices_never_split_an_instant_and_put_unreadable_times_last() -> None:
+    from salespulse.slices import Spill
+
+    stamps = ["2026-01-01"] * 3 + ["2026-01-02"] * 2 + ["2026-01-03"] + [None, "not a time"]
+    chunks = [
+        pd.DataFrame({"k": range(4), "updated_at": stamps[:4]}),
+        pd.DataFrame({"k": range(4, 8), "updated_at": stamps[4:]}),
+    ]
+    with Spill(chunks) as spill:
+        parts = spill.slices(max_rows=2)
+        assert [p.rows for p in parts] == [3, 2, 3]  # the 3-row instant is not split
+        read = [sorted(spill.read(p)["k"]) for p in parts]
+    assert read == [[0, 1, 2], [3, 4], [5, 6, 7]]
+    assert parts[0].lower is None and parts[-1].upper is None

@@ -64,6 +64,7 @@ class Settings:
     season_length: int = 12
     source_format: str = "parquet"
     watermark_lookback: timedelta = timedelta(0)
+    max_batch_rows: int = 500_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -98,4 +99,6 @@ class Settings:
             source_format=source_format,
             # Re-read this many minutes before the watermark, for sources whose rows commit late.
             watermark_lookback=timedelta(minutes=_env_int(env, "SALESPULSE_WATERMARK_LOOKBACK_MINUTES", 0)),
+            # A larger extract is loaded in parts of at most this many rows, so memory stays bounded.
+            max_batch_rows=_env_int(env, "SALESPULSE_MAX_BATCH_ROWS", 500_000),
         )

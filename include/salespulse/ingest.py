@@ -16,6 +16,7 @@ keeps the last update of each business key.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -30,8 +31,9 @@ from sqlalchemy import Connection, Engine, text
 
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
-from salespulse.sources import FileSource, Source, Window, extract_frame, normalize_header
-from salespulse.warehouse import bulk_insert, check_identifier, read_frame, run_sql_file
+from salespulse.slices import Spill
+from salespulse.sources import FileSource, Source, Window, normalize_header
+from salespulse.warehouse import bulk_insert, check_identifier, read_frame, read_matching, run_sql_file
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ _REFERENCES = {
     "interactions": ("known_customer_ids",),
     "opportunities": ("known_customer_ids",),
 }
+
+
+# The largest extract loaded as one batch; a larger one is loaded in parts (SALESPULSE_MAX_BATCH_ROWS).
+MAX_BATCH_ROWS = 500_000
 
 
 class SourceSchemaError(ValueError):
@@ -85,11 +91,22 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """How a batch was extracted, for the audit."""
+    """How a batch was extracted, for the audit. A large extract is loaded in parts (slices by
+    updated_at), each a batch ``<entity>@<date>#<part>`` of its own; part 0 means the whole extract."""
 
     full_refresh: bool = True
     watermark_before: datetime | None = None
     extract_seconds: float = 0.0
+    part: int = 0
+    parts: int = 0
+
+    def batch_id(self, entity: str, as_of: date) -> str:
+        base = batch_id_for(entity, as_of)
+        return f"{base}#{self.part}" if self.part else base
+
+    @property
+    def last_part(self) -> bool:
+        return self.part == self.parts
 
 
 def batch_id_for(entity: str, as_of: date) -> str:
@@ -144,15 +161,24 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
 
 
 def gate_inputs(
-    conn: Connection, entity: Entity, as_of: date, incremental: bool = False
+    conn: Connection,
+    entity: Entity,
+    as_of: date,
+    incremental: bool = False,
+    batch: BatchInfo | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The runtime parameters and reference data this entity's suite needs, read before the load.
 
     Reference keys come from core, which holds the latest state, so a backfill of an earlier date checks
-    against keys known today. Baselines: volume from this entity's earlier loads of the same kind in the
-    audit (incremental batches are compared with incremental ones, full extracts with full ones), mean
-    line amount from core as it stands before this load.
+    against keys known today; given the batch (``frame``), only the keys it mentions are read.
+    Baselines: volume from this entity's earlier loads of the same kind in the audit (incremental
+    batches are compared with incremental ones, full extracts with full ones), mean line amount from
+    core as it stands before this load. A part of a sliced extract has no volume
+    baseline (its size is the slicer's choice), and only the last part, the newest rows, is checked for
+    freshness.
     """
+    batch = batch or BatchInfo()
     document = load_suite_document(entity.name)
     meta = document.get("meta", {})
     used = {
@@ -165,10 +191,13 @@ def gate_inputs(
     references: dict[str, Any] = {}
     for name in _REFERENCES.get(entity.name, ()):
         table, column = _KNOWN_KEYS[name]
-        references[name] = set(read_frame(conn, f"select {column} from {table}")[column])
-    if "fresh_after" in used:
+        if frame is not None and column in frame:
+            references[name] = set(read_matching(conn, table, column, frame[column])[column])
+        else:
+            references[name] = set(read_frame(conn, f"select {column} from {table}")[column])
+    if "fresh_after" in used and batch.last_part:
         parameters["fresh_after"] = pd.Timestamp(as_of) - pd.Timedelta(days=meta.get("freshness_sla_days", 7))
-    if {"volume_min", "volume_max"} & used:
+    if {"volume_min", "volume_max"} & used and not batch.part:
         history = read_frame(
             conn,
             "select rows_read from audit.load_batches where entity = :entity and as_of_date < :as_of "
@@ -191,7 +220,12 @@ def gate_inputs(
             parameters["line_amount_mean_min"] = float(baseline) * (1 - tolerance)
             parameters["line_amount_mean_max"] = float(baseline) * (1 + tolerance)
     if entity.name == "orders":
-        signups = read_frame(conn, "select customer_id, signup_date from core.dim_customer")
+        if frame is not None:
+            signups = read_matching(
+                conn, "core.dim_customer", "customer_id", frame["customer_id"], ("signup_date",)
+            )
+        else:
+            signups = read_frame(conn, "select customer_id, signup_date from core.dim_customer")
         references["customer_signup"] = dict(zip(signups["customer_id"], signups["signup_date"], strict=True))
     return parameters, references
 
@@ -221,10 +255,17 @@ def _original_rows(frame: pd.DataFrame) -> list[str]:
 
 
 def _delete_batch(conn: Connection, entity: Entity, batch_id: str) -> None:
+    """Remove a batch before it is (re)loaded. The whole extract or its first part also removes every part
+    an earlier run of the same date left, so a re-run cut into fewer parts leaves no stale one behind."""
     raw_table = check_identifier(entity.name)
-    conn.execute(text(f"delete from raw.{raw_table} where _batch_id = :batch_id"), {"batch_id": batch_id})
+    base = batch_id.split("#", 1)[0]
+    whole = batch_id == base or batch_id.endswith("#1")
+    condition = "({column} = :base or left({column}, :n) = :parts)" if whole else "{column} = :batch_id"
+    params = {"base": base, "parts": f"{base}#", "n": len(base) + 1, "batch_id": batch_id}
+    clause = condition.format(column="_batch_id")
+    conn.execute(text(f"delete from raw.{raw_table} where {clause}"), params)
     for table in ("quality.quarantine", "quality.validation_results", "audit.load_batches"):
-        conn.execute(text(f"delete from {table} where batch_id = :batch_id"), {"batch_id": batch_id})
+        conn.execute(text(f"delete from {table} where {condition.format(column='batch_id')}"), params)
 
 
 def load_entity(
@@ -244,7 +285,7 @@ def load_entity(
     entity = get_entity(entity_name)
     batch = batch or BatchInfo()
     started = datetime.now()
-    batch_id = batch_id_for(entity.name, as_of)
+    batch_id = batch.batch_id(entity.name, as_of)
     source_frame, extra_columns = conform_source_columns(source_frame.reset_index(drop=True), entity)
     rows_read = len(source_frame)
     typed, type_problems = coerce_types(source_frame, entity)
@@ -261,7 +302,7 @@ def load_entity(
 
     validate_started = time.perf_counter()
     with engine.connect() as conn:
-        parameters, references = gate_inputs(conn, entity, as_of, incremental=not batch.full_refresh)
+        parameters, references = gate_inputs(conn, entity, as_of, not batch.full_refresh, batch, deduped)
     gate: GateResult = validate_batch(
         entity.name,
         deduped,
@@ -375,7 +416,7 @@ def previous_watermark(conn: Connection, entity: Entity, as_of: date) -> datetim
     found = read_frame(
         conn,
         "select watermark_after from audit.load_batches where entity = :entity and as_of_date < :as_of "
-        "order by as_of_date desc limit 1",
+        "order by as_of_date desc, watermark_after desc nulls last limit 1",
         {"entity": entity.name, "as_of": as_of},
     )
     if found.empty or pd.isna(found["watermark_after"].iloc[0]):
@@ -392,8 +433,14 @@ def ingest_from_source(
     full_refresh: bool = False,
     lookback: timedelta = timedelta(0),
     docs_root: Path | None = None,
+    max_batch_rows: int = MAX_BATCH_ROWS,
 ) -> LoadResult:
-    """Extract one entity's rows changed since the watermark (all of them on a full refresh) and load them."""
+    """Extract one entity's rows changed since the watermark (all of them on a full refresh) and load them.
+
+    An extract of up to ``max_batch_rows`` rows is one batch. A larger one is spilled to disk as it streams
+    in and loaded in parts cut by ``updated_at`` (:mod:`salespulse.slices`), oldest first, each part its own
+    transaction and watermark, so memory stays bounded however large the extract.
+    """
     entity = get_entity(entity_name)
     watermark = None
     if not full_refresh:
@@ -402,14 +449,62 @@ def ingest_from_source(
     after = None if watermark is None else pd.Timestamp(watermark) - pd.Timedelta(lookback)
     window = Window(until=pd.Timestamp(as_of), after=after)
     started = time.perf_counter()
-    frame = extract_frame(source, entity, window)
-    info = BatchInfo(
-        full_refresh=watermark is None,
+    chunks = iter(source.extract(entity, window))
+    held: list[pd.DataFrame] = []
+    rows = 0
+    for chunk in chunks:
+        held.append(chunk)
+        rows += len(chunk)
+        if rows > max_batch_rows:
+            break
+    description = source.description
+    if rows <= max_batch_rows:
+        frame = pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+        info = BatchInfo(watermark is None, watermark, time.perf_counter() - started)
+        log.info("%s: read %d rows from %s in %s", entity.name, len(frame), description, window)
+        return load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
+
+    with Spill(itertools.chain(held, chunks)) as spill:
+        del held
+        parts = spill.slices(max_batch_rows)
+        extract_seconds = time.perf_counter() - started
+        log.info(
+            "%s: read %d rows from %s in %s; loading in %d parts",
+            entity.name,
+            spill.rows,
+            description,
+            window,
+            len(parts),
+        )
+        results: list[LoadResult] = []
+        for part in parts:
+            part_started = time.perf_counter()
+            frame = spill.read(part)
+            before = watermark if part.number == 1 else results[-1].watermark_after
+            info = BatchInfo(
+                full_refresh=watermark is None,
+                watermark_before=before,
+                extract_seconds=extract_seconds if part.number == 1 else time.perf_counter() - part_started,
+                part=part.number,
+                parts=len(parts),
+            )
+            results.append(
+                load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
+            )
+            del frame
+    return LoadResult(
+        entity=entity.name,
+        batch_id=f"{batch_id_for(entity.name, as_of)}#1-{len(results)}",
+        rows_read=sum(r.rows_read for r in results),
+        rows_duplicate=sum(r.rows_duplicate for r in results),
+        rows_quarantined=sum(r.rows_quarantined for r in results),
+        rows_loaded=sum(r.rows_loaded for r in results),
+        failures=tuple(f for r in results for f in r.failures),
+        data_docs=results[-1].data_docs,
         watermark_before=watermark,
-        extract_seconds=time.perf_counter() - started,
+        watermark_after=results[-1].watermark_after,
+        extra_columns=tuple(dict.fromkeys(c for r in results for c in r.extra_columns)),
     )
-    log.info("%s: read %d rows from %s in window %s", entity.name, len(frame), source.description, window)
-    return load_entity(engine, entity.name, frame, as_of, run_id, source.description, docs_root, info)
 
 
 def ingest_all(

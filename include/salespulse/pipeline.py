@@ -107,6 +107,7 @@ def ingest_entity(
             full_refresh=full_refresh,
             lookback=settings.watermark_lookback,
             docs_root=settings.data_docs_root,
+            max_batch_rows=settings.max_batch_rows,
         )
     return result.as_dict()
 

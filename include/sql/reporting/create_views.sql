@@ -200,3 +200,28 @@ select
 from marts.churn_warnings as warning
 left join core.dim_customer as customer on customer.customer_id = warning.customer_id
 where warning.snapshot_date = (select max(snapshot_date) from marts.churn_warnings);
+
+-- Every landed batch, for the people who operate the loads: where it came from, its window of updated_at,
+-- what happened to each row read, whether the counts reconcile, new source columns, and the timings.
+create or replace view reporting.ingestion_batches as
+select
+    entity,
+    as_of_date,
+    batch_id,
+    run_id,
+    source,
+    coalesce(full_refresh, true) as full_refresh,
+    watermark_before,
+    watermark_after,
+    rows_read,
+    rows_loaded,
+    rows_quarantined,
+    rows_duplicate,
+    rows_read = rows_loaded + rows_quarantined + rows_duplicate as reconciled,
+    extra_columns,
+    extract_seconds,
+    validate_seconds,
+    write_seconds,
+    started_at,
+    finished_at
+from audit.load_batches;
