@@ -152,7 +152,7 @@ def test_an_api_load_completes_through_injected_faults(
     warehouse = _engine(warehouse_url)
     results = ingest_all(warehouse, source, AS_OF, "from-api")
     assert api.stats["faults"] == len(faults)
-    assert source.retries_done == len(faults)
+    assert source.retries_done >= len(faults)  # more only if a slow machine timed out a healthy page
     assert core_checksum(warehouse) == file_load_checksum
     assert all(r.rows_read == r.rows_loaded + r.rows_quarantined + r.rows_duplicate for r in results)
     names = read_frame(warehouse, "select customer_name from core.dim_customer")["customer_name"]
