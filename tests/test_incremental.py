@@ -232,3 +232,22 @@ def test_slices_never_split_an_instant_and_put_unreadable_times_last() -> None:
         read = [sorted(spill.read(p)["k"]) for p in parts]
     assert read == [[0, 1, 2], [3, 4], [5, 6, 7]]
     assert parts[0].lower is None and parts[-1].upper is None
+
+
+def test_the_watermark_never_passes_the_as_of_date(duckdb_url: str) -> None:
+    """A row the source's window let through (it could not date it) but pandas reads as a future time does
+    not carry the watermark past the as-of date, where it would hide every row until then."""
+    from salespulse.ingest import BatchInfo, load_entity
+
+    engine = _engine(duckdb_url)
+    products = pd.DataFrame(
+        {
+            "product_id": ["P1", "P2"],
+            "product_name": ["fine", "from the future"],
+            "category": ["Hardware", "Hardware"],
+            "list_price": [1.0, 2.0],
+            "updated_at": ["2026-10-15 08:00:00", "2099-01-01T00:00:00"],
+        }
+    )
+    result = load_entity(engine, "products", products, DATES[2], "r1", "test", batch=BatchInfo())
+    assert result.watermark_after == pd.Timestamp("2026-10-15 08:00:00")

@@ -101,6 +101,8 @@ def test_the_window_keeps_rows_whose_updated_at_cannot_be_read(tmp_path: Path) -
 def test_normalize_header() -> None:
     assert normalize_header("\ufeff Customer ID ") == "customer_id"
     assert normalize_header("customer-name") == "customer_name"
+    assert normalize_header("customerId") == normalize_header("CustomerID") == "customer_id"
+    assert normalize_header("updated_at") == "updated_at"
 
 
 def test_a_new_source_column_is_kept_in_raw_and_reported(small_exports: Path, tmp_path: Path, duckdb_url):

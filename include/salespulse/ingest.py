@@ -291,7 +291,10 @@ def load_entity(
     typed, type_problems = coerce_types(source_frame, entity)
     if "_extra" in source_frame:
         typed["_extra"] = source_frame["_extra"]
-    newest = typed[entity.updated_at].max() if rows_read else None
+    # The newest update read, never past the as-of date: a row the source's filter let through as
+    # unreadable but pandas reads as a future time must not push the watermark past rows not yet read.
+    updated = typed[entity.updated_at]
+    newest = updated[updated < pd.Timestamp(as_of)].max() if rows_read else None
     watermark_after = batch.watermark_before if newest is None or pd.isna(newest) else newest.to_pydatetime()
     if batch.watermark_before is not None and watermark_after is not None:
         watermark_after = max(watermark_after, batch.watermark_before)

@@ -160,7 +160,7 @@ class SourceMapping:
             con.close()
 
 
-def _column_expression(where: str, spec: Any, lookups: Mapping[str, Any]) -> str:
+def _column_expression(where: str, spec: Any) -> str:
     if isinstance(spec, str):
         return f"source.{_quote(spec)}"
     if not isinstance(spec, dict) or len(set(spec) - {"format"}) != 1:
@@ -192,7 +192,7 @@ def _lookup_expression(where: str, spec: dict[str, Any], lookups: Mapping[str, A
     rest = {k: v for k, v in spec.items() if k != "lookup"}
     if set(rest) != {"column"} and set(rest) != {"sql"}:
         raise MappingError(f"{where}: a lookup takes exactly one of column or sql, got {spec!r}")
-    return f"lookup_{name}({_column_expression(where, rest, lookups)})"
+    return f"lookup_{name}({_column_expression(where, rest)})"
 
 
 def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> SourceMapping:
@@ -245,7 +245,7 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
             if isinstance(column_spec, dict) and "lookup" in column_spec:
                 columns[column_name] = _lookup_expression(at, column_spec, lookups)
             else:
-                columns[column_name] = _column_expression(at, column_spec, lookups)
+                columns[column_name] = _column_expression(at, column_spec)
         missing = [c for c in entity.required_columns if c not in columns]
         if missing:
             raise MappingError(f"{where}: required column(s) {missing} are not mapped")

@@ -89,8 +89,11 @@ class SourceError(RuntimeError):
 
 
 def normalize_header(name: str) -> str:
-    """``" Customer ID"`` and ``"customer-id"`` both become ``customer_id``; a UTF-8 BOM is dropped."""
-    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", name.replace("\ufeff", "").strip()).strip("_")
+    """``" Customer ID"``, ``"customer-id"`` and ``"customerId"`` all become ``customer_id``; a UTF-8 BOM
+    is dropped."""
+    cleaned = name.replace("\ufeff", "").strip()
+    cleaned = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", cleaned)  # camelCase, as JSON APIs write it
+    cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", cleaned).strip("_")
     return cleaned.lower()
 
 
