@@ -15,7 +15,7 @@ and record the counts, the watermark before and after and the timings in `audit.
 (rows read = loaded + quarantined + duplicates). The watermark advances only with a committed batch;
 re-running a date re-reads the same window, so re-runs and `airflow backfill create` leave the
 warehouse as a single in-order run would. Source columns the model does not know are kept in
-`raw.<entity>._extra` and named in the audit.
+`raw.<entity>._extra`, named in the audit and announced once through the alert channels.
 A critical batch-level failure fails the task without retries, so `crm_core` is not updated and nothing
 downstream runs. Every validation with failures sends one alert (email, Slack, JSON webhook: whichever of
 the `salespulse_smtp`, `salespulse_slack`, `salespulse_webhook` connections exist), and the GX Data Docs

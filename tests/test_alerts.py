@@ -239,3 +239,22 @@ def test_churn_warnings_reach_the_webhook_once_per_run(
     assert churn[0]["total"] >= 1
     assert all(w["value_tier"] == "high" and w["churn_probability"] >= 0.5 for w in churn[0]["warnings"])
     assert "churn warning" in mailbox.messages[0]["Subject"]
+
+
+@pytest.mark.airflow
+def test_a_new_source_column_is_announced_once(
+    airflow_db, alert_channels, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailbox, received = alert_channels
+    dataset = generate_crm(300, seed=23, defect_rate=0)
+    dataset.tables["products"] = dataset["products"].assign(supplier_region="华东")
+    dag_run = _run_ingest(duckdb_url, _exports(dataset, tmp_path / "exports"), monkeypatch)
+
+    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
+    drift = [
+        payload for path, payload in received if path == "/webhook" and payload["kind"] == "schema_drift"
+    ]
+    assert len(drift) == 1
+    assert drift[0]["entity"] == "products" and drift[0]["new_columns"] == ["supplier_region"]
+    subjects = [m["Subject"] for m in mailbox.messages if "schema drift" in m["Subject"]]
+    assert subjects == [f"[SalesPulse] schema drift: products as of {AS_OF.date()}: 1 new source column(s)"]

@@ -115,6 +115,10 @@ def test_a_new_source_column_is_kept_in_raw_and_reported(small_exports: Path, tm
     assert audit["extra_columns"].tolist() == ["supplier_region"]
     extra = read_frame(engine, "select _extra from raw.products")["_extra"].map(json.loads)
     assert len(extra) == len(products) and (extra.map(lambda e: e["supplier_region"]) == "华东").all()
+    # Reported as new once: the next batch still keeps it, but does not announce it again.
+    assert result.new_columns == ("supplier_region",)
+    later = ingest_from_source(engine, FileSource(tmp_path), "products", date(2026, 12, 1), "r2")
+    assert (later.extra_columns, later.new_columns) == (("supplier_region",), ())
 
 
 # --- a CRM database ---------------------------------------------------------------------------------

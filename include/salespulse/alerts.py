@@ -75,6 +75,32 @@ def quality_alert(
     return Alert(subject=subject, text="\n".join(lines), payload=payload)
 
 
+def schema_drift_alert(
+    *, dag_id: str, run_id: str, entity: str, as_of: str, new_columns: Sequence[str], source: str
+) -> Alert:
+    """One message when a source starts sending columns the model does not know (they are kept, not lost)."""
+    names = ", ".join(new_columns)
+    subject = f"[SalesPulse] schema drift: {entity} as of {as_of}: {len(new_columns)} new source column(s)"
+    lines = [
+        f"DAG: {dag_id}",
+        f"Run: {run_id}",
+        f"Entity: {entity} (as of {as_of}), source {source}",
+        f"New columns: {names}",
+        f"They are kept as JSON in raw.{entity}._extra and named in audit.load_batches.extra_columns;",
+        "map them onto the model (include/salespulse/model.py or a mapping file) to use them.",
+    ]
+    payload = {
+        "kind": "schema_drift",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "entity": entity,
+        "as_of": as_of,
+        "source": source,
+        "new_columns": list(new_columns),
+    }
+    return Alert(subject=subject, text="\n".join(lines), payload=payload)
+
+
 def churn_alert(
     *, dag_id: str, run_id: str, as_of: str, warnings: Sequence[Mapping[str, Any]], total: int
 ) -> Alert | None:

@@ -72,6 +72,8 @@ class LoadResult:
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     extra_columns: tuple[str, ...] = ()
+    new_columns: tuple[str, ...] = ()  # extra columns the entity's previous batch did not have
+    source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,8 @@ class LoadResult:
             "watermark_before": self.watermark_before.isoformat() if self.watermark_before else None,
             "watermark_after": self.watermark_after.isoformat() if self.watermark_after else None,
             "extra_columns": list(self.extra_columns),
+            "new_columns": list(self.new_columns),
+            "source": self.source,
         }
 
 
@@ -254,6 +258,24 @@ def _original_rows(frame: pd.DataFrame) -> list[str]:
     return [json.dumps(r, default=str, ensure_ascii=False) for r in records]
 
 
+def _new_columns(conn: Connection, entity: Entity, as_of: date, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The unknown source columns this batch has and the entity's previous batch did not."""
+    if not extra:
+        return ()
+    previous = read_frame(
+        conn,
+        "select extra_columns from audit.load_batches where entity = :entity and as_of_date < :as_of "
+        "order by as_of_date desc, watermark_after desc nulls last limit 1",
+        {"entity": entity.name, "as_of": as_of},
+    )
+    seen = (
+        set()
+        if previous.empty or previous["extra_columns"].isna().iloc[0]
+        else set(str(previous["extra_columns"].iloc[0]).split(","))
+    )
+    return tuple(c for c in extra if c not in seen)
+
+
 def _delete_batch(conn: Connection, entity: Entity, batch_id: str) -> None:
     """Remove a batch before it is (re)loaded. The whole extract or its first part also removes every part
     an earlier run of the same date left, so a re-run cut into fewer parts leaves no stale one behind."""
@@ -306,6 +328,7 @@ def load_entity(
     validate_started = time.perf_counter()
     with engine.connect() as conn:
         parameters, references = gate_inputs(conn, entity, as_of, not batch.full_refresh, batch, deduped)
+        new_columns = _new_columns(conn, entity, as_of, extra_columns)
     gate: GateResult = validate_batch(
         entity.name,
         deduped,
@@ -382,6 +405,8 @@ def load_entity(
             watermark_before=batch.watermark_before,
             watermark_after=watermark_after,
             extra_columns=extra_columns,
+            new_columns=new_columns,
+            source=source,
         )
         if result.rows_read != result.rows_loaded + result.rows_quarantined + result.rows_duplicate:
             raise AssertionError(f"{entity.name}: load does not reconcile: {result.as_dict()}")
@@ -507,6 +532,8 @@ def ingest_from_source(
         watermark_before=watermark,
         watermark_after=results[-1].watermark_after,
         extra_columns=tuple(dict.fromkeys(c for r in results for c in r.extra_columns)),
+        new_columns=tuple(dict.fromkeys(c for r in results for c in r.new_columns)),
+        source=description,
     )
 
 

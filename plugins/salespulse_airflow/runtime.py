@@ -12,7 +12,7 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
 from salespulse import pipeline
-from salespulse.alerts import Alert, churn_alert, quality_alert
+from salespulse.alerts import Alert, churn_alert, quality_alert, schema_drift_alert
 from salespulse.config import Settings
 from salespulse.ingest import SourceSchemaError
 from salespulse.mapping import MappingError
@@ -185,4 +185,14 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
             data_docs=result["data_docs"],
         )
         send_alert(alert, context)
+    if result["new_columns"]:
+        drift = schema_drift_alert(
+            dag_id=dag_id,
+            run_id=context["run_id"],
+            entity=entity,
+            as_of=as_of.isoformat(),
+            new_columns=result["new_columns"],
+            source=result["source"],
+        )
+        send_alert(drift, context)
     return result
