@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from salespulse.dictionary import load_dictionary
 from salespulse.model import ENTITIES, LOAD_METADATA
 from salespulse.warehouse import (
     LAYERS,
@@ -47,6 +48,9 @@ def test_schema_creation_is_idempotent_and_builds_every_layer(warehouse_url: str
     for entity in ENTITIES:
         assert f"raw.{entity.name}" in counts
         assert f"core.{entity.core_table}" in counts
+    # Nothing but the data dictionary, which set-up writes (once, however often it runs).
+    documented = sum(len(view.columns) for view in load_dictionary())
+    assert counts.pop("reporting.data_dictionary") == documented
     assert all(count == 0 for count in counts.values())
 
 

@@ -65,6 +65,7 @@ class Settings:
     source_format: str = "parquet"
     watermark_lookback: timedelta = timedelta(0)
     max_batch_rows: int = 500_000
+    reporting_role: str = "salespulse_reader"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -101,4 +102,6 @@ class Settings:
             watermark_lookback=timedelta(minutes=_env_int(env, "SALESPULSE_WATERMARK_LOOKBACK_MINUTES", 0)),
             # A larger extract is loaded in parts of at most this many rows, so memory stays bounded.
             max_batch_rows=_env_int(env, "SALESPULSE_MAX_BATCH_ROWS", 500_000),
+            # PostgreSQL: the role that may read the reporting schema and nothing else.
+            reporting_role=env.get("SALESPULSE_REPORTING_ROLE", "salespulse_reader"),
         )

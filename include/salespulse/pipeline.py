@@ -27,6 +27,7 @@ from salespulse.clv import (
     summarize,
 )
 from salespulse.config import Settings
+from salespulse.dictionary import grant_reporting_reader
 from salespulse.forecast import forecast_all
 from salespulse.ingest import ingest_from_source
 from salespulse.segments import (
@@ -86,9 +87,11 @@ def _record_step(
 
 
 def prepare_warehouse(settings: Settings) -> list[str]:
-    """Create the layered schemas, tables and views (idempotent)."""
+    """Create the layered schemas, tables and views (idempotent), document the reporting views, and on
+    PostgreSQL grant the reporting schema to the read-only role."""
     with warehouse(settings) as engine:
         create_schema(engine)
+        grant_reporting_reader(engine, settings.reporting_role)
     return ["raw", "core", "quality", "audit", "marts", "reporting"]
 
 

@@ -33,6 +33,7 @@ SCHEMA_FILES = (
     "quality/create_tables.sql",
     "audit/create_tables.sql",
     "marts/create_tables.sql",
+    "reporting/create_tables.sql",
     "reporting/create_views.sql",
 )
 LAYERS = ("raw", "core", "quality", "audit", "marts", "reporting")
@@ -101,9 +102,12 @@ def run_sql_file(
 
 def create_schema(engine: Engine) -> None:
     """Create every schema, table and view. Safe to run any number of times."""
+    from salespulse.dictionary import apply_dictionary
+
     with engine.begin() as conn:
         for relative_path in SCHEMA_FILES:
             run_sql_file(conn, relative_path)
+        apply_dictionary(conn)
 
 
 def bulk_insert(conn: Connection, schema: str, table: str, frame: pd.DataFrame) -> int:

@@ -100,8 +100,8 @@ with results as (
         entity,
         cast(validated_at as date) as validation_date,
         count(*) as expectations,
-        sum(case when success then 1 else 0 end) as expectations_passed,
-        sum(case when not success and severity = 'critical' then 1 else 0 end) as critical_failures
+        cast(sum(case when success then 1 else 0 end) as bigint) as expectations_passed,
+        cast(sum(case when not success and severity = 'critical' then 1 else 0 end) as bigint) as critical_failures
     from quality.validation_results
     group by entity, cast(validated_at as date)
 ),
