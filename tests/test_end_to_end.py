@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -149,6 +150,31 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         expected_revenue(small_crm, date(2026, 11, 1)) - expected_revenue(small_crm, date(2026, 10, 1)),
         rel=1e-9,
     )
+
+    # The drivers of October's change from September add up exactly, at every level, and start and end
+    # at the revenue in marts.sales_series.
+    drivers = read_frame(engine, "select * from reporting.revenue_drivers")
+    assert {str(d)[:7] for d in drivers["period_start"]} == {"2026-10"}
+    assert set(drivers["level"]) == {"total", "region", "segment", "category"}
+    effects = drivers["volume_effect"] + drivers["mix_effect"] + drivers["price_effect"]
+    assert np.allclose(effects, drivers["revenue_change"], rtol=0, atol=1e-6)
+    series = read_frame(engine, "select series_id, period_start, revenue from marts.sales_series")
+    monthly = series.assign(month=series["period_start"].astype(str).str[:7]).set_index(
+        ["series_id", "month"]
+    )
+    for row in drivers.itertuples():
+        assert row.current_revenue == pytest.approx(
+            monthly.loc[(row.series_id, "2026-10"), "revenue"], rel=1e-9
+        )
+        before = monthly["revenue"].get((row.series_id, "2026-09"), 0.0)
+        assert row.baseline_revenue == pytest.approx(before, rel=1e-9, abs=1e-9)
+    bridge = read_frame(engine, "select * from reporting.customer_bridge").pivot(
+        index="series_id", columns="step", values="amount"
+    )
+    middle = bridge["new_customers"] + bridge["lost_customers"] + bridge["returning_change"]
+    assert np.allclose(middle, bridge["current"] - bridge["baseline"], rtol=0, atol=1e-6)
+    totals = drivers.set_index("series_id")
+    assert np.allclose(bridge["current"], totals.loc[bridge.index, "current_revenue"], rtol=1e-12)
 
     # Every entity's validations are in the Data Docs site.
     index = tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"

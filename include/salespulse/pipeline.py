@@ -28,6 +28,7 @@ from salespulse.clv import (
 )
 from salespulse.config import Settings
 from salespulse.dictionary import grant_reporting_reader
+from salespulse.drivers import drivers_by_level
 from salespulse.forecast import forecast_all
 from salespulse.ingest import ingest_from_source
 from salespulse.segments import (
@@ -340,6 +341,7 @@ def build_variance(settings: Settings, as_of: date, run_id: str) -> dict[str, An
                     "created_at": started,
                 },
             )
+        drivers = _store_revenue_drivers(engine, as_of, run_id, started)
         summary = read_frame(
             engine,
             "select count(*) as fact_rows, "
@@ -355,7 +357,36 @@ def build_variance(settings: Settings, as_of: date, run_id: str) -> dict[str, An
             else None
         )
         _record_step(engine, run_id, "build_variance", as_of, rows, f"wape={wape}", started)
-    return {"fact_rows": rows, "within_95": int(summary["within_95"] or 0), "wape": wape}
+    return {"fact_rows": rows, "within_95": int(summary["within_95"] or 0), "wape": wape, **drivers}
+
+
+def _store_revenue_drivers(engine: Engine, as_of: date, run_id: str, created_at: datetime) -> dict[str, Any]:
+    """Price / volume / mix and the customer bridge from the month before the last complete month to it,
+    per level and member; a re-run of the same as-of date replaces its rows."""
+    period = pd.Timestamp(month_start(as_of)) - pd.DateOffset(months=1)
+    baseline = period - pd.DateOffset(months=1)
+    sales = read_frame(
+        engine,
+        "select customer_id, product_id, region, segment, category, order_date, quantity, "
+        "net_amount as revenue from core.sales_lines "
+        "where status = 'completed' and quantity > 0 and order_date >= :start and order_date < :end",
+        {"start": baseline.date(), "end": month_start(as_of)},
+    )
+    sales["period_start"] = pd.to_datetime(sales["order_date"]).dt.to_period("M").dt.to_timestamp()
+    pvm, bridge = drivers_by_level(sales.drop(columns="order_date"), period, baseline)
+    stamp = {
+        "report_as_of": as_of,
+        "period_start": period.date(),
+        "baseline_start": baseline.date(),
+        "run_id": run_id,
+        "created_at": created_at,
+    }
+    with engine.begin() as conn:
+        for table, frame in (("fct_revenue_drivers", pvm), ("fct_customer_bridge", bridge)):
+            conn.execute(text(f"delete from marts.{table} where report_as_of = :as_of"), {"as_of": as_of})
+            if len(frame):
+                bulk_insert(conn, "marts", table, frame.assign(**stamp))
+    return {"driver_rows": len(pvm), "bridge_rows": len(bridge)}
 
 
 def headline(settings: Settings) -> dict[str, Any]:
@@ -375,7 +406,11 @@ def headline(settings: Settings) -> dict[str, Any]:
             "select period_start, horizon, actual, forecast, target, variance_pct from reporting.variance "
             "where series_id = 'total:all' order by period_start, horizon",
         )
+        drivers = read_frame(
+            engine, "select * from reporting.revenue_drivers where series_id = 'total:all'"
+        ).to_dict(orient="records")
     return {
+        "total_drivers": drivers[0] if drivers else None,
         "rows_read": int(loads["rows_read"] or 0),
         "rows_loaded": int(loads["rows_loaded"] or 0),
         "rows_quarantined": int(loads["rows_quarantined"] or 0),

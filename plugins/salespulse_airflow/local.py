@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy.engine import make_url
@@ -138,8 +139,17 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
             f"    {str(row['period_start'])[:7]}  h={row['horizon']}  actual {row['actual']:,.0f}  "
             f"forecast {row['forecast']:,.0f}  target {target}  variance {variance}"
         )
+    d = cast(Mapping[str, Any] | None, headline.get("total_drivers"))
+    if d:
+        print(
+            f"  why total revenue moved, {str(d['baseline_start'])[:7]} -> {str(d['period_start'])[:7]}: "
+            f"{d['revenue_change']:+,.0f} = volume {d['volume_effect']:+,.0f} + mix {d['mix_effect']:+,.0f} "
+            f"+ price {d['price_effect']:+,.0f}"
+        )
     print("  BI views: reporting.customer_segments, reporting.segment_summary, reporting.segment_migration,")
-    print("            reporting.forecast_vs_actual, reporting.variance, reporting.data_quality_daily")
+    print("            reporting.forecast_vs_actual, reporting.variance, reporting.revenue_drivers,")
+    print("            reporting.customer_bridge, reporting.data_quality_daily, reporting.ingestion_batches")
+    print("  data dictionary: reporting.data_dictionary, docs/data_dictionary.md")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,3 +149,39 @@ create table if not exists marts.churn_warnings (
     created_at timestamp not null,
     primary key (snapshot_date, customer_id)
 );
+
+-- Why revenue moved from the previous month to the report's last complete month, per level and member:
+-- price / volume / mix over products (volume_effect + mix_effect + price_effect = current - baseline).
+create table if not exists marts.fct_revenue_drivers (
+    report_as_of date not null,
+    period_start date not null,
+    baseline_start date not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    baseline_revenue double precision not null,
+    current_revenue double precision not null,
+    volume_effect double precision not null,
+    mix_effect double precision not null,
+    price_effect double precision not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (report_as_of, series_id)
+);
+
+-- The customer bridge for the same two months: baseline + new - lost + returning change = current.
+create table if not exists marts.fct_customer_bridge (
+    report_as_of date not null,
+    period_start date not null,
+    baseline_start date not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    step_order integer not null,
+    step varchar not null,
+    customers bigint not null,
+    amount double precision not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (report_as_of, series_id, step)
+);

@@ -225,3 +225,27 @@ select
     started_at,
     finished_at
 from audit.load_batches;
+
+-- Price / volume / mix of the latest report: why revenue moved from the month before to the last complete one.
+create or replace view reporting.revenue_drivers as
+select
+    report_as_of,
+    period_start,
+    baseline_start,
+    series_id,
+    level,
+    member,
+    baseline_revenue,
+    current_revenue,
+    current_revenue - baseline_revenue as revenue_change,
+    volume_effect,
+    mix_effect,
+    price_effect
+from marts.fct_revenue_drivers
+where report_as_of = (select max(report_as_of) from marts.fct_revenue_drivers);
+
+-- The customer bridge of the latest report, step by step, in order.
+create or replace view reporting.customer_bridge as
+select report_as_of, period_start, baseline_start, series_id, level, member, step_order, step, customers, amount
+from marts.fct_customer_bridge
+where report_as_of = (select max(report_as_of) from marts.fct_customer_bridge);
