@@ -84,13 +84,9 @@ def load_dictionary(path: Path = DICTIONARY_PATH) -> list[ViewDoc]:
     return views
 
 
-def _quoted(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def apply_dictionary(conn: Connection, views: list[ViewDoc] | None = None) -> int:
     """Comment every documented view and column, and refill ``reporting.data_dictionary``."""
-    from salespulse.warehouse import bulk_insert, check_identifier
+    from salespulse.warehouse import bulk_insert, check_identifier, sql_literal
 
     views = views or load_dictionary()
     listing = "select table_name, table_type from information_schema.tables where table_schema = 'reporting'"
@@ -99,10 +95,10 @@ def apply_dictionary(conn: Connection, views: list[ViewDoc] | None = None) -> in
         name = f"reporting.{check_identifier(view.name)}"
         kind = "table" if "TABLE" in str(kinds.get(view.name, "")).upper() else "view"
         # COMMENT takes no bound parameters; the text comes from the project's own dictionary file.
-        conn.execute(text(f"comment on {kind} {name} is {_quoted(view.description)}"))
+        conn.execute(text(f"comment on {kind} {name} is {sql_literal(view.description)}"))
         for column in view.columns:
             target = f"{name}.{check_identifier(column.name)}"
-            conn.execute(text(f"comment on column {target} is {_quoted(column.description)}"))
+            conn.execute(text(f"comment on column {target} is {sql_literal(column.description)}"))
     rows = pd.DataFrame(
         [
             {

@@ -168,14 +168,14 @@ def gate_inputs(
     conn: Connection,
     entity: Entity,
     as_of: date,
+    frame: pd.DataFrame,
     incremental: bool = False,
     batch: BatchInfo | None = None,
-    frame: pd.DataFrame | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The runtime parameters and reference data this entity's suite needs, read before the load.
 
     Reference keys come from core, which holds the latest state, so a backfill of an earlier date checks
-    against keys known today; given the batch (``frame``), only the keys it mentions are read.
+    against keys known today; only the keys the batch (``frame``) mentions are read.
     Baselines: volume from this entity's earlier loads of the same kind in the audit (incremental
     batches are compared with incremental ones, full extracts with full ones), mean line amount from
     core as it stands before this load. A part of a sliced extract has no volume
@@ -195,10 +195,7 @@ def gate_inputs(
     references: dict[str, Any] = {}
     for name in _REFERENCES.get(entity.name, ()):
         table, column = _KNOWN_KEYS[name]
-        if frame is not None and column in frame:
-            references[name] = set(read_matching(conn, table, column, frame[column])[column])
-        else:
-            references[name] = set(read_frame(conn, f"select {column} from {table}")[column])
+        references[name] = set(read_matching(conn, table, column, frame[column])[column])
     if "fresh_after" in used and batch.last_part:
         parameters["fresh_after"] = pd.Timestamp(as_of) - pd.Timedelta(days=meta.get("freshness_sla_days", 7))
     if {"volume_min", "volume_max"} & used and not batch.part:
@@ -224,12 +221,9 @@ def gate_inputs(
             parameters["line_amount_mean_min"] = float(baseline) * (1 - tolerance)
             parameters["line_amount_mean_max"] = float(baseline) * (1 + tolerance)
     if entity.name == "orders":
-        if frame is not None:
-            signups = read_matching(
-                conn, "core.dim_customer", "customer_id", frame["customer_id"], ("signup_date",)
-            )
-        else:
-            signups = read_frame(conn, "select customer_id, signup_date from core.dim_customer")
+        signups = read_matching(
+            conn, "core.dim_customer", "customer_id", frame["customer_id"], ("signup_date",)
+        )
         references["customer_signup"] = dict(zip(signups["customer_id"], signups["signup_date"], strict=True))
     return parameters, references
 
@@ -327,7 +321,7 @@ def load_entity(
 
     validate_started = time.perf_counter()
     with engine.connect() as conn:
-        parameters, references = gate_inputs(conn, entity, as_of, not batch.full_refresh, batch, deduped)
+        parameters, references = gate_inputs(conn, entity, as_of, deduped, not batch.full_refresh, batch)
         new_columns = _new_columns(conn, entity, as_of, extra_columns)
     gate: GateResult = validate_batch(
         entity.name,

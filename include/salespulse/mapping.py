@@ -43,6 +43,7 @@ import yaml
 
 from salespulse.config import REPO_ROOT
 from salespulse.model import ENTITY_BY_NAME, Entity
+from salespulse.warehouse import sql_literal
 
 MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,16 +60,6 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 @dataclass(frozen=True)
 class SourceTable:
     name: str
@@ -80,18 +71,18 @@ class SourceTable:
 
     def reader(self, folder: Path) -> str:
         """The DuckDB table function that reads this table's file(s)."""
-        pattern = _literal(str(folder / self.file))
+        pattern = sql_literal(str(folder / self.file))
         if self.file.endswith(".parquet"):
             numbered = ", file_row_number = true" if self.file_row_number else ""
             return f"read_parquet({pattern}, union_by_name = true{numbered})"
         options: list[str] = [
             "all_varchar = true",
-            f"header = {_literal(self.header)}",
-            f"encoding = {_literal(self.encoding)}",
+            f"header = {sql_literal(self.header)}",
+            f"encoding = {sql_literal(self.encoding)}",
             "union_by_name = true",
         ]
         if self.delimiter:
-            options.append(f"delim = {_literal(self.delimiter)}")
+            options.append(f"delim = {sql_literal(self.delimiter)}")
         if self.file_row_number:
             # CSV has no file_row_number; row order is kept by the reader, so number the rows as read.
             numbered = "select *, row_number() over () - 1 as file_row_number"
@@ -132,7 +123,7 @@ class SourceMapping:
         """An in-memory DuckDB with this mapping's lookups defined as macros."""
         con = duckdb.connect()
         for name, table in self.lookups.items():
-            cases = " ".join(f"when {_literal(k)} then {_literal(v)}" for k, v in table.items())
+            cases = " ".join(f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in table.items())
             con.execute(f"create macro lookup_{name}(x) as (case cast(x as varchar) {cases} else null end)")
         return con
 
@@ -169,7 +160,7 @@ def _column_expression(where: str, spec: Any) -> str:
             f"{{lookup, column}}, {{sql}}; got {spec!r}"
         )
     if "value" in spec:
-        return _literal(spec["value"])
+        return sql_literal(spec["value"])
     if "sql" in spec:
         expression = f"({spec['sql']})"
     elif "column" in spec:
@@ -180,7 +171,9 @@ def _column_expression(where: str, spec: Any) -> str:
         raise MappingError(f"{where}: a lookup needs a column: {{lookup: name, column: X}}")
     if "format" in spec:
         text = f"cast({expression} as varchar)"
-        parsed = f"strftime(try_strptime({text}, {_literal(spec['format'])}), {_literal(_ISO_TIMESTAMP)})"
+        parsed = (
+            f"strftime(try_strptime({text}, {sql_literal(spec['format'])}), {sql_literal(_ISO_TIMESTAMP)})"
+        )
         expression = f"coalesce({parsed}, {text})"
     return expression
 

@@ -20,6 +20,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from salespulse.warehouse import sql_literal
+
 
 @dataclass(frozen=True)
 class Slice:
@@ -43,10 +45,10 @@ class Spill:
         self.rows += len(chunk)
 
     def _relation(self) -> str:
-        pattern = str(self.folder / "*.parquet").replace("'", "''")
+        pattern = sql_literal(str(self.folder / "*.parquet"))
         return (
             f"(select *, try_cast(updated_at as timestamp) as _slice_ts "
-            f"from read_parquet('{pattern}', union_by_name = true))"
+            f"from read_parquet({pattern}, union_by_name = true))"
         )
 
     def slices(self, max_rows: int) -> list[Slice]:

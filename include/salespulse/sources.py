@@ -43,7 +43,7 @@ from sqlalchemy import create_engine, text
 from salespulse.config import sqlalchemy_url_from_airflow_uri
 from salespulse.mapping import load_mapping
 from salespulse.model import Entity
-from salespulse.warehouse import check_identifier
+from salespulse.warehouse import check_identifier, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +133,13 @@ class FileSource:
         )
 
     def _reader(self, files: list[Path]) -> str:
-        names = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+        names = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
         if files[0].suffix == ".parquet":
             return f"read_parquet({names}, union_by_name = true)"
         delimiter = self.delimiter or _sniff_delimiter(files[0], self.encoding)
-        quoted = delimiter.replace("'", "''")
         return (
-            f"read_csv({names}, all_varchar = true, header = true, delim = '{quoted}', "
-            f"encoding = '{self.encoding}', union_by_name = true)"
+            f"read_csv({names}, all_varchar = true, header = true, delim = {sql_literal(delimiter)}, "
+            f"encoding = {sql_literal(self.encoding)}, union_by_name = true)"
         )
 
     def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:

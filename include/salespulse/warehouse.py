@@ -65,6 +65,18 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def sql_literal(value: Any) -> str:
+    """A SQL literal for the few statements that take no bound parameters (DuckDB table functions, COMMENT,
+    macros). Strings are quoted with their single quotes doubled."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def load_sql(relative_path: str, identifiers: Mapping[str, str] | None = None) -> list[str]:
     """Read a SQL file, fill its identifier placeholders, and split it into statements."""
     path = SQL_DIR / relative_path
