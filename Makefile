@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 DEMO_CUSTOMERS ?= 3000
-DEMO_MONTHS ?= 3
+DEMO_MONTHS ?= 4
 
 .PHONY: setup demo test lint typecheck pytest bench lock clean
 

@@ -1,26 +1,34 @@
 """
 ### variance_report
 
-Compares every complete month's actual revenue with each forecast snapshot made before it
-(horizon = months ahead) and with the sales target, per total, region, segment and category:
-absolute and percent variance (actual - forecast; positive means sales beat the forecast), variance
-against target, and whether the actual fell inside the 95% interval. Re-running an as-of date
-replaces that report's rows only. BI reads `reporting.variance` and `reporting.forecast_vs_actual`.
+For the last complete month before the run's as-of date, compares each series' actual revenue (total,
+region, customer segment, product category, sales owner) with the forecast first made 1 and 3 months
+ahead (`SALESPULSE_VARIANCE_HORIZONS`) and with the sales target: variance (actual - forecast; positive
+means sales beat the forecast), rolling bias, WAPE, MASE and tracking signal, interval coverage, and
+flags against configurable limits. Then price / volume / mix and the customer bridge, a static HTML
+report with PNG charts under `<data dir>/reports/<YYYY-MM>/`, and one summary alert when rows are
+flagged. Re-running a month replaces that month's rows only.
 
-**Triggered by:** `sales_forecasts`. **As-of date:** `params.as_of`, else the triggering event's.
+BI reads `reporting.variance`, `reporting.variance_flags`, `reporting.forecast_accuracy`,
+`reporting.revenue_drivers` and `reporting.customer_bridge`.
+
+**Runs:** monthly (06:00 UTC on the 1st, reporting the month just ended) and whenever `sales_forecasts`
+lands new snapshots. **As-of date:** `params.as_of`, else the triggering event's, else the logical date.
 **Emits:** `variance_report`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from salespulse import pipeline
 from salespulse_airflow import assets, runtime
 
 
 @dag(
-    schedule=[assets.SALES_FORECASTS],
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 6 1 * *", timezone="UTC"), assets=[assets.SALES_FORECASTS]
+    ),
     tags=["salespulse", "variance", "reporting"],
     doc_md=__doc__,
     **runtime.DAG_DEFAULTS,
@@ -30,7 +38,18 @@ def variance_report():
     def build_variance(**context) -> dict:
         return runtime.run_step(pipeline.build_variance, assets.VARIANCE_REPORT, context)
 
-    build_variance()
+    @task
+    def render_report(**context) -> dict:
+        return runtime.run_report_step(pipeline.render_variance_report, context)
+
+    @task
+    def alert_flagged(variance: dict, report: dict, **context) -> list[str]:
+        return runtime.send_variance_alert(variance, report, context)
+
+    variance = build_variance()
+    report = render_report()
+    variance >> report
+    alert_flagged(variance, report)
 
 
 variance_report()

@@ -258,3 +258,41 @@ def test_a_new_source_column_is_announced_once(
     assert drift[0]["entity"] == "products" and drift[0]["new_columns"] == ["supplier_region"]
     subjects = [m["Subject"] for m in mailbox.messages if "schema drift" in m["Subject"]]
     assert subjects == [f"[SalesPulse] schema drift: products as of {AS_OF.date()}: 1 new source column(s)"]
+
+
+@pytest.mark.airflow
+def test_flagged_variances_reach_every_channel_in_one_summary_per_run(
+    airflow_db, alert_channels, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variance_report DAG on June 2026 of the hand-worked example (tests/test_variance.py): four flagged
+    comparisons, one message per channel naming them and the report."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from salespulse.warehouse import bulk_insert, create_schema, get_engine
+    from tests.test_variance import EMEA, _load_core, _snapshot_rows
+
+    mailbox, received = alert_channels
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    _load_core(engine, EMEA)
+    with engine.begin() as conn:
+        bulk_insert(conn, "marts", "forecast_snapshot", _snapshot_rows(["region:EMEA", "sales_owner:王芳"]))
+    engine.dispose()
+    monkeypatch.setenv("WAREHOUSE_URL", duckdb_url)
+    monkeypatch.setenv("SALESPULSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SALESPULSE_VARIANCE_WINDOW", "4")
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["variance_report"]
+    dag_run = dag.test(logical_date=datetime(2026, 7, 1, 6, tzinfo=UTC), run_conf={"as_of": "2026-07-01"})
+
+    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
+    webhook = [payload for path, payload in received if path == "/webhook"]
+    slack = [payload for path, payload in received if path == "/slack"]
+    assert len(webhook) == 1 and len(slack) == 1 and len(mailbox.messages) == 1
+    alert = webhook[0]
+    assert alert["kind"] == "variance" and alert["period"] == "2026-06-01"
+    assert alert["total"] == 4 and alert["facts"] == 4
+    assert alert["flags"] == {"variance": 4, "tracking_signal": 0, "interval": 0, "target": 2}
+    assert {row["series_id"] for row in alert["flagged"]} == {"region:EMEA", "sales_owner:王芳"}
+    assert alert["report"].endswith("reports/2026-06/index.html") and Path(alert["report"]).exists()
+    assert "sales_owner:王芳" in slack[0]["text"]
+    assert mailbox.messages[0]["Subject"].startswith("[SalesPulse] variance 2026-06-01: 4 of 4")

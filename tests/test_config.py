@@ -63,3 +63,24 @@ def test_incremental_load_settings() -> None:
     assert settings.watermark_lookback.total_seconds() == 90 * 60
     assert settings.max_batch_rows == 250_000
     assert Settings.from_env({}).max_batch_rows == 500_000
+
+
+def test_variance_rules_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "SALESPULSE_DATA_DIR": str(tmp_path),
+            "SALESPULSE_VARIANCE_HORIZONS": "3, 1,1",
+            "SALESPULSE_VARIANCE_WINDOW": "12",
+            "SALESPULSE_VARIANCE_PCT_THRESHOLD": "0.05",
+            "SALESPULSE_TRACKING_SIGNAL_THRESHOLD": "3.5",
+        }
+    )
+    assert settings.variance_horizons == (1, 3)
+    assert settings.variance_window == 12
+    assert settings.variance_pct_threshold == 0.05 and settings.tracking_signal_threshold == 3.5
+    assert settings.target_pct_threshold == 0.10
+    assert settings.reports_dir == tmp_path.resolve() / "reports"
+    with pytest.raises(ValueError, match="SALESPULSE_VARIANCE_HORIZONS must be whole numbers"):
+        Settings.from_env({"SALESPULSE_VARIANCE_HORIZONS": "1,three"})
+    with pytest.raises(ValueError, match="SALESPULSE_VARIANCE_PCT_THRESHOLD must be a number"):
+        Settings.from_env({"SALESPULSE_VARIANCE_PCT_THRESHOLD": "ten percent"})

@@ -63,6 +63,18 @@ def test_the_chain_is_wired_by_assets(dag_bag) -> None:
         assert list(condition.objects) == [asset], downstream
 
 
+def test_the_variance_report_runs_monthly_and_on_new_forecasts(dag_bag) -> None:
+    """The 06:00 UTC run on the 1st reports the month just ended; a new snapshot also triggers a run; the
+    alert waits for both the facts and the rendered report."""
+    dag = dag_bag.dags["variance_report"]
+    timetable = dag.timetable
+    assert type(timetable).__name__ == "AssetOrTimeSchedule"
+    assert timetable.timetable.expression == "0 6 1 * *"
+    assert [a.name for a in timetable.asset_condition.objects] == ["sales_forecasts"]
+    assert dag.get_task("alert_flagged").upstream_task_ids == {"build_variance", "render_report"}
+    assert dag.get_task("render_report").upstream_task_ids == {"build_variance"}
+
+
 def _event(as_of: str) -> SimpleNamespace:
     return SimpleNamespace(extra={"as_of": as_of})
 

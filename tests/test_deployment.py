@@ -65,6 +65,9 @@ def test_compose_runs_celery_with_a_postgres_warehouse_and_the_project_mounted()
     assert "@warehouse-db:5432/" in env["AIRFLOW_CONN_SALESPULSE_WAREHOUSE"]
     mounts = {volume.split(":")[0] for volume in common["volumes"]}
     assert {"./dags", "./plugins", "./include"} <= mounts
+    # Data Docs and variance reports land in a folder the host can open.
+    data_mount = dict(volume.split(":")[:2] for volume in common["volumes"])["./.data"]
+    assert env["SALESPULSE_DATA_DIR"] == data_mount
     assert common["build"] == "."
     assert services["airflow-worker"]["command"] == "celery worker"
 

@@ -15,6 +15,7 @@ import pytest
 
 from salespulse.generator import CrmDataset
 from salespulse.model import ENTITIES
+from salespulse.variance import reconcile_levels
 from salespulse.warehouse import LAYERS, get_engine, read_frame, table_counts
 
 AS_OF_DATES = [date(2026, 10, 1), date(2026, 11, 1)]
@@ -79,7 +80,7 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         core_runs = read_frame(engine, f"select distinct _run_id from core.{entity.core_table}")["_run_id"]
         assert set(core_runs) <= set(batches["run_id"]), entity.name
     steps = read_frame(engine, "select run_id, step from audit.step_runs")
-    assert set(steps["step"]) == {"build_segments", "build_forecasts", "build_variance"}
+    assert set(steps["step"]) == {"build_segments", "build_forecasts", "build_variance", "render_report"}
     for table in (
         "marts.customer_rfm",
         "marts.forecast_snapshot",
@@ -124,7 +125,7 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     series = read_frame(engine, "select level, member, revenue from marts.sales_series")
     total = series.loc[series["level"] == "total", "revenue"].sum()
     assert total == pytest.approx(expected_revenue(small_crm, AS_OF_DATES[-1]), rel=1e-9)
-    for level in ("region", "segment", "category"):
+    for level in ("region", "segment", "category", "sales_owner"):
         assert series.loc[series["level"] == level, "revenue"].sum() == pytest.approx(total, rel=1e-9)
 
     # The first run's forecast snapshot is still there, untouched, beside the second one.
@@ -151,11 +152,35 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         rel=1e-9,
     )
 
+    # Every level's members add up to the total's actual; each row's metrics are there.
+    facts = read_frame(engine, "select * from reporting.variance")
+    assert set(facts["level"]) == {"total", "region", "segment", "category", "sales_owner"}
+    checks = reconcile_levels(facts)
+    assert len(checks) == 4 and checks["actual_reconciles"].all(), checks
+    assert facts[["wape", "bias", "mase"]].notna().all().all()
+    assert (
+        facts["flagged"]
+        == facts[["flag_variance", "flag_tracking_signal", "flag_interval", "flag_target"]].any(axis=1)
+    ).all()
+
+    # The report of October: one page with its charts, each a real PNG, and the total's numbers on it.
+    report = tmp_path / "reports" / "2026-10"
+    page = (report / "index.html").read_text(encoding="utf-8")
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert {"forecast_total.png", "forecast_region.png", "forecast_sales_owner.png", "largest_variances.png",
+            "revenue_bridge.png", "segment_mix.png", "data_quality.png"} <= set(pngs)  # fmt: skip
+    for name in pngs:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f'src="{name}"' in page
+    total_row = october.iloc[0]
+    assert f"{total_row['actual']:,.0f}" in page and f"{total_row['forecast']:,.0f}" in page
+    assert "2026-10" in (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
+
     # The drivers of October's change from September add up exactly, at every level, and start and end
     # at the revenue in marts.sales_series.
     drivers = read_frame(engine, "select * from reporting.revenue_drivers")
     assert {str(d)[:7] for d in drivers["period_start"]} == {"2026-10"}
-    assert set(drivers["level"]) == {"total", "region", "segment", "category"}
+    assert set(drivers["level"]) == {"total", "region", "segment", "category", "sales_owner"}
     effects = drivers["volume_effect"] + drivers["mix_effect"] + drivers["price_effect"]
     assert np.allclose(effects, drivers["revenue_change"], rtol=0, atol=1e-6)
     series = read_frame(engine, "select series_id, period_start, revenue from marts.sales_series")

@@ -126,3 +126,51 @@ def churn_alert(
         "warnings": [dict(w) for w in warnings],
     }
     return Alert(subject=subject, text="\n".join(lines), payload=payload)
+
+
+def variance_alert(
+    *,
+    dag_id: str,
+    run_id: str,
+    period: str,
+    flagged: Sequence[Mapping[str, Any]],
+    total: int,
+    facts: int,
+    flags: Mapping[str, int],
+    report: str | None = None,
+) -> Alert | None:
+    """One message per variance run: how many rows were flagged, by which rule, and the largest of them."""
+    if not total:
+        return None
+    subject = f"[SalesPulse] variance {period}: {total} of {facts} forecast comparison(s) flagged"
+    lines = [
+        f"DAG: {dag_id}",
+        f"Run: {run_id}",
+        f"Month: {period}",
+        "Flags raised: " + ", ".join(f"{name} {count}" for name, count in flags.items()),
+        "",
+        "Largest flagged variances (error = actual - forecast; + means sales beat the forecast):",
+    ]
+    for row in flagged:
+        pct = row.get("variance_pct")
+        shown = "n/a" if pct is None else f"{pct:+.1%}"
+        lines.append(
+            f"  - {row['series_id']} h={row['horizon']}: actual {row['actual']:,.0f} vs forecast "
+            f"{row['forecast']:,.0f} ({shown}): {row.get('flag_reasons') or ''}"
+        )
+    if total > len(flagged):
+        lines.append(f"  ... and {total - len(flagged)} more in reporting.variance_flags")
+    if report:
+        lines.append(f"Report: {report}")
+    payload = {
+        "kind": "variance",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "period": period,
+        "total": total,
+        "facts": facts,
+        "flags": dict(flags),
+        "flagged": [dict(row) for row in flagged],
+        "report": report,
+    }
+    return Alert(subject=subject, text="\n".join(lines), payload=payload)

@@ -9,10 +9,11 @@ under ``.data/`` in the repository.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +43,33 @@ def sqlalchemy_url_from_airflow_uri(uri: str) -> str:
     return urlunsplit(parts._replace(scheme=_SCHEME_TO_SQLALCHEMY[scheme]))
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+T = TypeVar("T")
+
+
+def _env_parsed(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+    """The variable parsed, the default when unset or empty, or an error naming the variable."""
     raw = env.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _env_parsed(env, name, default, int, "a whole number")
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _env_parsed(env, name, default, float, "a number")
+
+
+def _env_ints(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    def parse(raw: str) -> tuple[int, ...]:
+        return tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+
+    return _env_parsed(env, name, default, parse, "whole numbers separated by commas")
 
 
 @dataclass(frozen=True)
@@ -66,12 +86,22 @@ class Settings:
     watermark_lookback: timedelta = timedelta(0)
     max_batch_rows: int = 500_000
     reporting_role: str = "salespulse_reader"
+    variance_horizons: tuple[int, ...] = (1, 3)
+    variance_window: int = 6
+    variance_pct_threshold: float = 0.10
+    tracking_signal_threshold: float = 4.0
+    target_pct_threshold: float = 0.10
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_docs_root(self) -> Path:
         """Where Great Expectations keeps validation results and builds the Data Docs site."""
         return self.data_dir / "gx"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where the variance report writes one folder per reported month (static HTML and PNG)."""
+        return self.data_dir / "reports"
 
     @property
     def dialect(self) -> str:
@@ -104,4 +134,10 @@ class Settings:
             max_batch_rows=_env_int(env, "SALESPULSE_MAX_BATCH_ROWS", 500_000),
             # PostgreSQL: the role that may read the reporting schema and nothing else.
             reporting_role=env.get("SALESPULSE_REPORTING_ROLE", "salespulse_reader"),
+            # Variance report: the leads compared (months ahead), the rolling window, and the flag limits.
+            variance_horizons=_env_ints(env, "SALESPULSE_VARIANCE_HORIZONS", (1, 3)),
+            variance_window=_env_int(env, "SALESPULSE_VARIANCE_WINDOW", 6),
+            variance_pct_threshold=_env_float(env, "SALESPULSE_VARIANCE_PCT_THRESHOLD", 0.10),
+            tracking_signal_threshold=_env_float(env, "SALESPULSE_TRACKING_SIGNAL_THRESHOLD", 4.0),
+            target_pct_threshold=_env_float(env, "SALESPULSE_TARGET_PCT_THRESHOLD", 0.10),
         )

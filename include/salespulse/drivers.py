@@ -119,16 +119,22 @@ def reconciles(parts: list[float] | np.ndarray, total: float, scale: float = 1.0
     return bool(abs(float(np.sum(parts)) - total) <= 1e-9 * max(1.0, abs(scale), abs(total)))
 
 
-LEVELS = (("total", None), ("region", "region"), ("segment", "segment"), ("category", "category"))
+LEVELS = (
+    ("total", None),
+    ("region", "region"),
+    ("segment", "segment"),
+    ("category", "category"),
+    ("sales_owner", "sales_owner"),
+)
 
 
 def drivers_by_level(
     sales: pd.DataFrame, period: pd.Timestamp, baseline: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Price / volume / mix (over products) and the customer bridge from ``baseline`` to ``period``, for the
-    total and each region, segment and category: the same levels as the forecasts. ``sales`` are completed
-    order lines with ``period_start``, ``customer_id``, ``product_id``, ``quantity``, ``revenue`` and the
-    level columns."""
+    total and each region, segment, category and sales owner: the same levels as the forecasts. ``sales``
+    are completed order lines with ``period_start``, ``customer_id``, ``product_id``, ``quantity``,
+    ``revenue`` and the level columns."""
     sales = sales[sales["period_start"].isin([baseline, period])]
     pvm_rows, bridge_rows = [], []
     for level, column in LEVELS:

@@ -40,9 +40,22 @@ from salespulse.segments import (
     value_tiers,
 )
 from salespulse.sources import source_from_env
+from salespulse.variance import (
+    FLAG_COLUMNS,
+    VarianceRules,
+    actuals_with_zeros,
+    first_forecasts,
+    variance_facts,
+    window_start,
+)
 from salespulse.warehouse import bulk_insert, create_schema, get_engine, read_frame, run_sql_file
 
 log = logging.getLogger(__name__)
+
+# What the variance alert lists: the largest flagged rows, at most ALERT_ROWS of them.
+ALERT_COLUMNS = ["series_id", "horizon", "actual", "forecast", "target", "variance_abs", "variance_pct"]
+ALERT_COLUMNS += ["flag_reasons"]
+ALERT_ROWS = 15
 
 
 @contextmanager
@@ -326,38 +339,106 @@ def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, A
     }
 
 
+def variance_rules(settings: Settings) -> VarianceRules:
+    return VarianceRules(
+        horizons=settings.variance_horizons,
+        window=settings.variance_window,
+        variance_pct_threshold=settings.variance_pct_threshold,
+        tracking_signal_threshold=settings.tracking_signal_threshold,
+        target_pct_threshold=settings.target_pct_threshold,
+        season_length=settings.season_length,
+    )
+
+
+def reported_month(as_of: date) -> date:
+    """The month a variance run reports: the last complete month before ``as_of``."""
+    return (pd.Timestamp(month_start(as_of)) - pd.DateOffset(months=1)).date()
+
+
 def build_variance(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
-    """Compare complete months' actuals with earlier forecast snapshots and with targets."""
+    """Variance facts of the last complete month before ``as_of``: actual vs the forecast first made h months
+    ahead vs target, rolling accuracy and flags. Re-running replaces that month's rows and no other's."""
     started = datetime.now()
+    rules = variance_rules(settings)
+    period = reported_month(as_of)
     with warehouse(settings) as engine:
+        actuals = actuals_with_zeros(
+            read_frame(
+                engine,
+                "select series_id, level, member, period_start, revenue from core.sales_by_level_month "
+                "where period_start <= :period",
+                {"period": period},
+            ),
+            as_of,
+        )
+        snapshots = read_frame(
+            engine,
+            "select * from marts.forecast_snapshot "
+            "where period_start between :start and :period and as_of_date < :as_of",
+            {"start": window_start(period, rules), "period": period, "as_of": as_of},
+        )
+        targets = read_frame(
+            engine,
+            "select level, member, period_start, target_amount from core.fct_sales_target "
+            "where period_start = :period",
+            {"period": period},
+        )
+        facts = variance_facts(actuals, first_forecasts(snapshots, rules.horizons), targets, period, rules)
         with engine.begin() as conn:
-            run_sql_file(
+            conn.execute(text("delete from marts.fct_variance where period_start = :p"), {"p": period})
+            bulk_insert(
                 conn,
-                "marts/build_variance.sql",
-                {
-                    "as_of_date": as_of,
-                    "as_of_month": month_start(as_of),
-                    "run_id": run_id,
-                    "created_at": started,
-                },
+                "marts",
+                "fct_variance",
+                facts.assign(report_as_of=as_of, run_id=run_id, created_at=started),
             )
         drivers = _store_revenue_drivers(engine, as_of, run_id, started)
-        summary = read_frame(
-            engine,
-            "select count(*) as fact_rows, "
-            "sum(case when within_interval_95 then 1 else 0 end) as within_95, "
-            "sum(abs(variance_abs)) as abs_variance, sum(abs(actual)) as abs_actual "
-            "from marts.fct_variance where report_as_of = :as_of",
-            {"as_of": as_of},
-        ).iloc[0]
-        rows = int(summary["fact_rows"] or 0)
-        wape = (
-            float(summary["abs_variance"]) / float(summary["abs_actual"])
-            if rows and summary["abs_actual"]
-            else None
+        total = facts[(facts["series_id"] == "total:all") & (facts["horizon"] == min(rules.horizons))]
+        flagged = facts.loc[facts["flagged"].astype(bool)].sort_values(
+            "variance_abs", key=abs, ascending=False
         )
-        _record_step(engine, run_id, "build_variance", as_of, rows, f"wape={wape}", started)
-    return {"fact_rows": rows, "within_95": int(summary["within_95"] or 0), "wape": wape, **drivers}
+        detail = f"period={period}; flagged={len(flagged)}"
+        _record_step(engine, run_id, "build_variance", as_of, len(facts), detail, started)
+    return {
+        "period": period.isoformat(),
+        "fact_rows": len(facts),
+        "within_95": int(facts["within_interval_95"].sum()),
+        "flagged_rows": len(flagged),
+        "flags": {c.removeprefix("flag_"): int(facts[c].sum()) for c in FLAG_COLUMNS},
+        "total_variance_pct": None if total.empty else _plain(total["variance_pct"].iloc[0]),
+        "flagged": [
+            {k: _plain(v) for k, v in row.items()}
+            for row in flagged[ALERT_COLUMNS].head(ALERT_ROWS).to_dict(orient="records")
+        ],
+        **drivers,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly scalar: no NaN, no numpy types, dates as ISO strings."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp | date):
+        return value.isoformat()[:10]
+    return value
+
+
+def render_variance_report(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
+    """The static HTML report (and its PNG charts) of the month ``as_of`` reports, under the data folder."""
+    from salespulse.report import load_report_data, render_report
+
+    started = datetime.now()
+    period = reported_month(as_of)
+    with warehouse(settings) as engine:
+        data = load_report_data(engine, as_of, period)
+        page = render_report(
+            data, settings.reports_dir / f"{period:%Y-%m}", run_id, lead=min(settings.variance_horizons)
+        )
+        charts = sorted(p.name for p in page.parent.glob("*.png"))
+        _record_step(engine, run_id, "render_report", as_of, len(charts), f"report={page}", started)
+    return {"period": period.isoformat(), "report": str(page), "charts": charts}
 
 
 def _store_revenue_drivers(engine: Engine, as_of: date, run_id: str, created_at: datetime) -> dict[str, Any]:
@@ -367,7 +448,7 @@ def _store_revenue_drivers(engine: Engine, as_of: date, run_id: str, created_at:
     baseline = period - pd.DateOffset(months=1)
     sales = read_frame(
         engine,
-        "select customer_id, product_id, region, segment, category, order_date, quantity, "
+        "select customer_id, product_id, region, segment, category, sales_owner, order_date, quantity, "
         "net_amount as revenue from core.sales_lines "
         "where status = 'completed' and quantity > 0 and order_date >= :start and order_date < :end",
         {"start": baseline.date(), "end": month_start(as_of)},
@@ -403,12 +484,18 @@ def headline(settings: Settings) -> dict[str, Any]:
         )
         variance = read_frame(
             engine,
-            "select period_start, horizon, actual, forecast, target, variance_pct from reporting.variance "
-            "where series_id = 'total:all' order by period_start, horizon",
+            "select period_start, horizon, actual, forecast, target, variance_pct, tracking_signal "
+            "from reporting.variance where series_id = 'total:all' order by period_start, horizon",
         )
         drivers = read_frame(
             engine, "select * from reporting.revenue_drivers where series_id = 'total:all'"
         ).to_dict(orient="records")
+        accuracy = read_frame(
+            engine,
+            "select level, horizon, months, wape, bias, coverage_80, coverage_95 "
+            "from reporting.forecast_accuracy order by level, horizon",
+        )
+        flags = read_frame(engine, "select count(*) as n from reporting.variance_flags")
     return {
         "total_drivers": drivers[0] if drivers else None,
         "rows_read": int(loads["rows_read"] or 0),
@@ -416,4 +503,7 @@ def headline(settings: Settings) -> dict[str, Any]:
         "rows_quarantined": int(loads["rows_quarantined"] or 0),
         "segments": dict(zip(segments["rfm_segment"], segments["customers"].astype(int), strict=True)),
         "total_variance": variance.to_dict(orient="records"),
+        "accuracy": accuracy.to_dict(orient="records"),
+        "flagged_latest": int(flags["n"].iloc[0]),
+        "reports": sorted(str(p) for p in settings.reports_dir.glob("*/index.html")),
     }

@@ -112,11 +112,31 @@ def run_sql_file(
     return rowcount
 
 
+# Derived tables whose shape changed: (table, a column only the new shape has). Their rows are rebuilt from
+# kept inputs (forecast snapshots, core), so an old-shaped one is dropped and recreated empty; re-run the
+# DAG that fills it for the periods wanted.
+RESHAPED_DERIVED_TABLES = (("marts.fct_variance", "flagged"),)
+
+
+def _drop_reshaped_tables(conn: Connection) -> None:
+    columns = read_frame(
+        conn,
+        "select table_schema || '.' || table_name as qualified, column_name from information_schema.columns "
+        "where table_schema = 'marts'",
+    )
+    cascade = " cascade" if dialect_of(conn) == "postgresql" else ""
+    for qualified, new_column in RESHAPED_DERIVED_TABLES:
+        existing = set(columns.loc[columns["qualified"] == qualified, "column_name"])
+        if existing and new_column not in existing:
+            conn.execute(text(f"drop table {qualified}{cascade}"))
+
+
 def create_schema(engine: Engine) -> None:
     """Create every schema, table and view. Safe to run any number of times."""
     from salespulse.dictionary import apply_dictionary
 
     with engine.begin() as conn:
+        _drop_reshaped_tables(conn)
         for relative_path in SCHEMA_FILES:
             run_sql_file(conn, relative_path)
         apply_dictionary(conn)

@@ -131,14 +131,24 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
         f"quarantined {headline['rows_quarantined']:,}"
     )
     print(f"  customers by RFM segment: {headline['segments']}")
-    print("  total revenue, actual vs forecast vs target (latest report):")
+    print("  total revenue, actual vs forecast vs target, per reported month and lead:")
     for row in headline["total_variance"]:  # type: ignore[attr-defined]
         target = "n/a" if pd.isna(row["target"]) else f"{row['target']:,.0f}"
         variance = "n/a" if pd.isna(row["variance_pct"]) else f"{row['variance_pct']:+.1%}"
+        signal = "" if pd.isna(row["tracking_signal"]) else f"  tracking signal {row['tracking_signal']:+.1f}"
         print(
             f"    {str(row['period_start'])[:7]}  h={row['horizon']}  actual {row['actual']:,.0f}  "
-            f"forecast {row['forecast']:,.0f}  target {target}  variance {variance}"
+            f"forecast {row['forecast']:,.0f}  target {target}  variance {variance}{signal}"
         )
+    print("  forecast accuracy over the reported months (reporting.forecast_accuracy):")
+    for row in headline["accuracy"]:  # type: ignore[attr-defined]
+        print(
+            f"    {row['level']:<11} h={row['horizon']}  months {row['months']}  WAPE {row['wape']:.1%}  "
+            f"bias {row['bias']:+.1%}  in 80% {row['coverage_80']:.0%}  in 95% {row['coverage_95']:.0%}"
+        )
+    print(
+        f"  flagged comparisons in the latest month: {headline['flagged_latest']} (reporting.variance_flags)"
+    )
     d = cast(Mapping[str, Any] | None, headline.get("total_drivers"))
     if d:
         print(
@@ -146,8 +156,13 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
             f"{d['revenue_change']:+,.0f} = volume {d['volume_effect']:+,.0f} + mix {d['mix_effect']:+,.0f} "
             f"+ price {d['price_effect']:+,.0f}"
         )
+    reports = cast(list[str], headline["reports"])
+    if reports:
+        print(f"  variance report (static HTML + PNG): file://{reports[-1]}")
+        print(f"    every month's report: file://{Path(reports[-1]).parent.parent / 'index.html'}")
     print("  BI views: reporting.customer_segments, reporting.segment_summary, reporting.segment_migration,")
-    print("            reporting.forecast_vs_actual, reporting.variance, reporting.revenue_drivers,")
+    print("            reporting.forecast_vs_actual, reporting.variance, reporting.variance_flags,")
+    print("            reporting.forecast_accuracy, reporting.revenue_drivers,")
     print("            reporting.customer_bridge, reporting.data_quality_daily, reporting.ingestion_batches")
     print("  data dictionary: reporting.data_dictionary, docs/data_dictionary.md")
 
@@ -158,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="generate data and run the DAG chain for a few monthly as-of dates")
     demo.add_argument("--customers", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--months", type=int, default=3, help="consecutive monthly as-of dates to run")
+    demo.add_argument("--months", type=int, default=4, help="consecutive monthly as-of dates to run")
     demo.add_argument("--regenerate", action="store_true", help="write the export files even if present")
     args = parser.parse_args(argv)
 

@@ -12,7 +12,7 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
 from salespulse import pipeline
-from salespulse.alerts import Alert, churn_alert, quality_alert, schema_drift_alert
+from salespulse.alerts import Alert, churn_alert, quality_alert, schema_drift_alert, variance_alert
 from salespulse.config import Settings
 from salespulse.ingest import SourceSchemaError
 from salespulse.mapping import MappingError
@@ -115,6 +115,33 @@ def run_step(
     if alert is not None and (message := alert(summary, context)) is not None:
         send_alert(message, context)
     return summary
+
+
+def run_report_step(
+    step: Callable[[Settings, date, str], dict[str, Any]], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run a step that emits no asset (the report) as of the run's date."""
+    return step(settings(), as_of_from_context(context), context["run_id"])
+
+
+def send_variance_alert(
+    variance: Mapping[str, Any], report: Mapping[str, Any], context: Mapping[str, Any]
+) -> list[str]:
+    """One summary alert per variance run when rows were flagged; returns the channels it reached."""
+    from salespulse_airflow.notifiers import send_alert
+
+    ti = context.get("ti")
+    alert = variance_alert(
+        dag_id=getattr(ti, "dag_id", "variance_report"),
+        run_id=context["run_id"],
+        period=variance["period"],
+        flagged=variance.get("flagged", []),
+        total=variance.get("flagged_rows", 0),
+        facts=variance.get("fact_rows", 0),
+        flags=variance.get("flags", {}),
+        report=report.get("report"),
+    )
+    return [] if alert is None else send_alert(alert, context)
 
 
 def churn_warning_alert(summary: Mapping[str, Any], context: Mapping[str, Any]) -> Alert | None:

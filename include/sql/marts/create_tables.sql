@@ -95,19 +95,22 @@ create table if not exists marts.forecast_backtest (
     primary key (run_id, series_id, model)
 );
 
--- Actual vs forecast (as made `horizon` months earlier) vs target, per period and series.
--- Sign convention: variance = actual - forecast, so a positive variance means sales beat the forecast.
+-- Actual vs forecast (as first made `horizon` months ahead) vs target, per reported month, series and lead,
+-- with rolling accuracy and the flags raised. Sign convention: error = actual - forecast, so a positive
+-- variance or bias means sales beat the forecast. Re-running a month replaces that month's rows only.
 create table if not exists marts.fct_variance (
-    report_as_of date not null,
     period_start date not null,
     series_id varchar not null,
     level varchar not null,
     member varchar not null,
     horizon integer not null,
+    report_as_of date not null,
     forecast_as_of date not null,
     model varchar not null,
     actual double precision not null,
     forecast double precision not null,
+    lo80 double precision not null,
+    hi80 double precision not null,
     lo95 double precision not null,
     hi95 double precision not null,
     target double precision,
@@ -115,10 +118,25 @@ create table if not exists marts.fct_variance (
     variance_pct double precision,
     target_variance_abs double precision,
     target_variance_pct double precision,
+    within_interval_80 boolean not null,
     within_interval_95 boolean not null,
+    window_periods integer not null,
+    bias double precision,
+    wape double precision,
+    mase double precision,
+    tracking_signal double precision,
+    flag_variance boolean not null,
+    flag_tracking_signal boolean not null,
+    flag_interval boolean not null,
+    flag_target boolean not null,
+    flagged boolean not null,
+    flag_reasons varchar,
+    variance_pct_threshold double precision not null,
+    tracking_signal_threshold double precision not null,
+    target_pct_threshold double precision not null,
     run_id varchar not null,
     created_at timestamp not null,
-    primary key (report_as_of, series_id, period_start, horizon)
+    primary key (period_start, series_id, horizon)
 );
 
 alter table marts.customer_rfm add column if not exists churn_probability double precision;

@@ -87,11 +87,92 @@ final as (
 
 select * from final;
 
--- Variance facts of the latest report.
+-- Variance facts of every reported month: actual vs the forecast first made h months ahead vs target,
+-- rolling accuracy and flags. Error = actual - forecast (positive: sales beat the forecast).
 create or replace view reporting.variance as
-select variance.*
-from marts.fct_variance as variance
-where variance.report_as_of = (select max(report_as_of) from marts.fct_variance);
+select
+    report_as_of,
+    period_start,
+    series_id,
+    level,
+    member,
+    horizon,
+    forecast_as_of,
+    model,
+    actual,
+    forecast,
+    lo95,
+    hi95,
+    target,
+    variance_abs,
+    variance_pct,
+    target_variance_abs,
+    target_variance_pct,
+    within_interval_95,
+    run_id,
+    created_at,
+    lo80,
+    hi80,
+    within_interval_80,
+    window_periods,
+    bias,
+    wape,
+    mase,
+    tracking_signal,
+    flag_variance,
+    flag_tracking_signal,
+    flag_interval,
+    flag_target,
+    flagged,
+    flag_reasons
+from marts.fct_variance;
+
+-- The flagged rows of the latest reported month, largest variance first, with the thresholds that fired.
+create or replace view reporting.variance_flags as
+select
+    period_start,
+    series_id,
+    level,
+    member,
+    horizon,
+    actual,
+    forecast,
+    target,
+    variance_abs,
+    variance_pct,
+    target_variance_pct,
+    tracking_signal,
+    within_interval_95,
+    flag_variance,
+    flag_tracking_signal,
+    flag_interval,
+    flag_target,
+    flag_reasons,
+    variance_pct_threshold,
+    tracking_signal_threshold,
+    target_pct_threshold,
+    rank() over (order by abs(variance_abs) desc, series_id, horizon) as variance_rank
+from marts.fct_variance
+where flagged
+  and period_start = (select max(period_start) from marts.fct_variance);
+
+-- Forecast accuracy per level and lead over every reported month: how far off, which way, and how often
+-- the intervals held. Coverage near 0.80 and 0.95 means the intervals are honest.
+create or replace view reporting.forecast_accuracy as
+select
+    level,
+    horizon,
+    count(distinct period_start) as months,
+    count(*) as facts,
+    min(period_start) as first_period,
+    max(period_start) as last_period,
+    sum(abs(variance_abs)) / nullif(sum(abs(actual)), 0) as wape,
+    sum(variance_abs) / nullif(sum(actual), 0) as bias,
+    avg(case when within_interval_80 then 1.0 else 0.0 end) as coverage_80,
+    avg(case when within_interval_95 then 1.0 else 0.0 end) as coverage_95,
+    cast(sum(case when flagged then 1 else 0 end) as bigint) as flagged_facts
+from marts.fct_variance
+group by level, horizon;
 
 -- Share of expectations passed, per entity per day, and how many rows were quarantined.
 create or replace view reporting.data_quality_daily as
