@@ -122,3 +122,43 @@ def test_a_failed_transaction_leaves_nothing(warehouse_url: str) -> None:
         raise RuntimeError("crash after the insert")
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from audit.step_runs")).scalar_one() == 0
+
+
+def test_an_old_shaped_derived_table_is_recreated_and_other_tables_are_kept(warehouse_url: str) -> None:
+    """A warehouse from before the variance rework has marts.fct_variance without the flag columns (and a
+    reporting view on it). Set-up drops and recreates that derived table; the kept inputs stay."""
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    cascade = " cascade" if engine.dialect.name == "postgresql" else ""
+    with engine.begin() as conn:
+        conn.execute(text("drop view if exists reporting.variance_flags"))
+        conn.execute(text("drop view if exists reporting.forecast_accuracy"))
+        conn.execute(text(f"drop table marts.fct_variance{cascade}"))
+        conn.execute(
+            text(
+                "create table marts.fct_variance (report_as_of date, period_start date, series_id varchar, "
+                "actual double precision, primary key (report_as_of, series_id, period_start))"
+            )
+        )
+        conn.execute(
+            text("insert into marts.fct_variance values ('2026-04-01', '2026-03-01', 'total:all', 1)")
+        )
+        conn.execute(text("create or replace view reporting.variance as select * from marts.fct_variance"))
+        conn.execute(
+            text(
+                "insert into marts.forecast_backtest values "
+                "('2026-03-01', 'r', 'total:all', 'ets', 3, 0.5, 0.1, true, '2026-03-01 00:00:00')"
+            )
+        )
+    create_schema(engine)
+    columns = read_frame(
+        engine,
+        "select column_name from information_schema.columns "
+        "where table_schema = 'marts' and table_name = 'fct_variance'",
+    )["column_name"].tolist()
+    assert {"flagged", "tracking_signal", "mase"} <= set(columns)
+    assert read_frame(engine, "select count(*) as n from marts.fct_variance")["n"].iloc[0] == 0
+    assert read_frame(engine, "select count(*) as n from reporting.variance_flags")["n"].iloc[0] == 0
+    assert read_frame(engine, "select mase from marts.forecast_backtest")["mase"].tolist() == [0.5]
+    create_schema(engine)  # and a second set-up leaves the new shape alone
+    assert "flagged" in read_frame(engine, "select * from reporting.variance").columns
