@@ -84,3 +84,10 @@ def test_variance_rules_come_from_the_environment(tmp_path: Path) -> None:
         Settings.from_env({"SALESPULSE_VARIANCE_HORIZONS": "1,three"})
     with pytest.raises(ValueError, match="SALESPULSE_VARIANCE_PCT_THRESHOLD must be a number"):
         Settings.from_env({"SALESPULSE_VARIANCE_PCT_THRESHOLD": "ten percent"})
+
+
+def test_the_reconciliation_method_is_checked_when_read() -> None:
+    assert Settings.from_env({}).forecast_reconciliation == "wls_var"
+    assert Settings.from_env({"SALESPULSE_FORECAST_RECONCILIATION": "none"}).forecast_reconciliation == "none"
+    with pytest.raises(ValueError, match="SALESPULSE_FORECAST_RECONCILIATION must be wls_var, ols or none"):
+        Settings.from_env({"SALESPULSE_FORECAST_RECONCILIATION": "mint"})

@@ -15,6 +15,7 @@ import pytest
 
 from salespulse.generator import CrmDataset
 from salespulse.model import ENTITIES
+from salespulse.reconcile import incoherence
 from salespulse.variance import reconcile_levels
 from salespulse.warehouse import LAYERS, get_engine, read_frame, table_counts
 
@@ -130,6 +131,11 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
 
     # The first run's forecast snapshot is still there, untouched, beside the second one.
     snapshots = read_frame(engine, "select * from marts.forecast_snapshot")
+    # Each snapshot's levels add up to its total, period by period; the models' own forecasts are kept.
+    for _, snapshot in snapshots.groupby("run_id"):
+        scale = snapshot.loc[snapshot["level"] == "total", "forecast"].max()
+        assert incoherence(snapshot) <= 1e-9 * scale
+        assert incoherence(snapshot.assign(forecast=snapshot["base_forecast"])) > 1e-6 * scale
     assert snapshots["as_of_date"].astype(str).str[:10].nunique() == 2
     kept = snapshots[snapshots["run_id"].isin(first_snapshot["run_id"])]
     pd.testing.assert_frame_equal(
@@ -157,6 +163,8 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert set(facts["level"]) == {"total", "region", "segment", "category", "sales_owner"}
     checks = reconcile_levels(facts)
     assert len(checks) == 4 and checks["actual_reconciles"].all(), checks
+    # The forecasts compared come from one coherent snapshot, so they add up too.
+    assert np.allclose(checks["forecast_sum"], checks["forecast_total"], rtol=1e-9)
     assert facts[["wape", "bias", "mase"]].notna().all().all()
     assert (
         facts["flagged"]

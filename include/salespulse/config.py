@@ -86,6 +86,7 @@ class Settings:
     watermark_lookback: timedelta = timedelta(0)
     max_batch_rows: int = 500_000
     reporting_role: str = "salespulse_reader"
+    forecast_reconciliation: str = "wls_var"
     variance_horizons: tuple[int, ...] = (1, 3)
     variance_window: int = 6
     variance_pct_threshold: float = 0.10
@@ -121,6 +122,11 @@ class Settings:
         source_format = env.get("SALESPULSE_SOURCE_FORMAT", "parquet")
         if source_format not in ("parquet", "csv"):
             raise ValueError(f"SALESPULSE_SOURCE_FORMAT must be 'parquet' or 'csv', got {source_format!r}")
+        reconciliation = env.get("SALESPULSE_FORECAST_RECONCILIATION", "wls_var")
+        if reconciliation not in ("wls_var", "ols", "none"):
+            raise ValueError(
+                f"SALESPULSE_FORECAST_RECONCILIATION must be wls_var, ols or none, got {reconciliation!r}"
+            )
         return cls(
             warehouse_url=url,
             data_dir=data_dir,
@@ -128,6 +134,8 @@ class Settings:
             forecast_horizon=_env_int(env, "SALESPULSE_FORECAST_HORIZON", 6),
             backtest_folds=_env_int(env, "SALESPULSE_BACKTEST_FOLDS", 3),
             source_format=source_format,
+            # How the levels' forecasts are made to add up to the total: wls_var, ols or none.
+            forecast_reconciliation=reconciliation,
             # Re-read this many minutes before the watermark, for sources whose rows commit late.
             watermark_lookback=timedelta(minutes=_env_int(env, "SALESPULSE_WATERMARK_LOOKBACK_MINUTES", 0)),
             # A larger extract is loaded in parts of at most this many rows, so memory stays bounded.

@@ -296,11 +296,18 @@ def complete_months(series: pd.DataFrame, as_of: date) -> pd.DataFrame:
 
 
 def forecast_all(
-    series: pd.DataFrame, as_of: date, horizon: int = 6, folds: int = 3, season_length: int = 12
+    series: pd.DataFrame,
+    as_of: date,
+    horizon: int = 6,
+    folds: int = 3,
+    season_length: int = 12,
+    reconciliation: str = "wls_var",
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Counter[str]]]:
-    """Forecast every series from the month of ``as_of`` on.
+    """Forecast every series from the month of ``as_of`` on, then make the levels add up to the total
+    (:mod:`salespulse.reconcile`; ``reconciliation="none"`` keeps the base forecasts).
 
-    Returns the snapshot rows, the backtest rows, and the numerical warnings caught per series.
+    Returns the snapshot rows (with ``base_forecast``, the model's own), the backtest rows, and the
+    numerical warnings caught per series.
     """
     filled = complete_months(series, as_of)
     first_period = pd.Timestamp(as_of).to_period("M").to_timestamp()
@@ -330,4 +337,8 @@ def forecast_all(
         if result.warnings:
             caught[str(series_id)] = result.warnings
     snapshot = pd.concat(snapshot_frames, ignore_index=True) if snapshot_frames else pd.DataFrame()
+    if not snapshot.empty:
+        from salespulse.reconcile import reconcile
+
+        snapshot = reconcile(snapshot, reconciliation).forecasts.assign(reconciliation=reconciliation)
     return snapshot, pd.DataFrame(backtest_rows), caught

@@ -31,6 +31,7 @@ from salespulse.dictionary import grant_reporting_reader
 from salespulse.drivers import drivers_by_level
 from salespulse.forecast import forecast_all
 from salespulse.ingest import ingest_from_source
+from salespulse.reconcile import incoherence
 from salespulse.segments import (
     ClassThresholds,
     compute_rfm,
@@ -313,7 +314,12 @@ def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, A
             engine, "select series_id, level, member, period_start, revenue from marts.sales_series"
         )
         snapshot, backtests, caught = forecast_all(
-            series, as_of, settings.forecast_horizon, settings.backtest_folds, settings.season_length
+            series,
+            as_of,
+            settings.forecast_horizon,
+            settings.backtest_folds,
+            settings.season_length,
+            settings.forecast_reconciliation,
         )
         created = datetime.now()
         snapshot = snapshot.assign(as_of_date=as_of, run_id=run_id, created_at=created)
@@ -334,6 +340,8 @@ def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, A
     return {
         "series": int(snapshot["series_id"].nunique()),
         "rows": len(snapshot),
+        "reconciliation": settings.forecast_reconciliation,
+        "max_incoherence": incoherence(snapshot),
         "models": {str(k): int(v) for k, v in models.items()},
         "series_with_warnings": len(caught),
     }

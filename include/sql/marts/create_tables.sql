@@ -81,6 +81,10 @@ create table if not exists marts.forecast_snapshot (
     primary key (run_id, series_id, period_start)
 );
 
+-- The model's own forecast before reconciliation, and how the levels were made to add up (added later).
+alter table marts.forecast_snapshot add column if not exists base_forecast double precision;
+alter table marts.forecast_snapshot add column if not exists reconciliation varchar;
+
 -- Rolling-origin backtest errors of every candidate model, and which one was selected.
 create table if not exists marts.forecast_backtest (
     as_of_date date not null,
