@@ -37,7 +37,10 @@ CASES = {
     "gate_docs": "quality gate, order-lines suite (GX checkpoint + Data Docs)",
     "bgnbd_fit": "BG/NBD fit, 1M simulated customers (continuous times)",
     "segments": "segments snapshot: RFM, tiers, lifecycle, CLV, clusters, churn",
+    "forecast_1proc": "forecast 200 monthly series with backtest, 1 process (1 BLAS thread)",
+    "forecast_2proc": "forecast 200 monthly series with backtest, a pool of 2 processes",
 }
+FORECAST_SERIES = 200
 TO_SQL_ROWS = 100_000  # to_sql is orders of magnitude slower: measured on a slice, reported per row
 
 
@@ -49,6 +52,8 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
 
     if case == "bgnbd_fit":
         return run_bgnbd_fit()
+    if case.startswith("forecast_"):
+        return run_forecasts(FORECAST_SERIES, workers=int(case.removeprefix("forecast_")[0]))
     if case == "segments_prepare":
         return prepare_sales_lines(customers)
     if case == "segments":
@@ -243,6 +248,36 @@ def run_segments(customers: int) -> dict:
     }
 
 
+def run_forecasts(n_series: int, workers: int) -> dict:
+    """``forecast_filled`` (every candidate backtested over 3 origins, the best refitted, 6 months ahead) on
+    synthetic monthly series: 3 years of level x trend x season x noise, on scales from 1k to 1M."""
+    from datetime import date
+
+    import numpy as np
+    import pandas as pd
+
+    from salespulse.forecast import forecast_filled
+
+    rng = np.random.default_rng(11)
+    months = pd.date_range("2023-01-01", periods=36, freq="MS")
+    t = np.arange(36)
+    frames = []
+    for k in range(n_series):
+        level = 10 ** rng.uniform(3, 6)
+        shape = 1 + rng.uniform(-0.01, 0.02) * t + rng.uniform(0, 0.3) * np.sin(2 * np.pi * (t + k) / 12)
+        y = np.maximum(level * shape * rng.lognormal(0, rng.uniform(0.05, 0.3), 36), 0)
+        frames.append(
+            pd.DataFrame(
+                {"series_id": f"s:{k}", "level": "s", "member": str(k), "period_start": months}
+            ).assign(revenue=y)
+        )
+    filled = pd.concat(frames, ignore_index=True)
+    started = time.perf_counter()
+    snapshot, _, _ = forecast_filled(filled, date(2026, 1, 1), horizon=6, folds=3, workers=workers)
+    seconds = time.perf_counter() - started
+    return {"rows": int(snapshot["series_id"].nunique()), "seconds": seconds}
+
+
 def run_bgnbd_fit(n: int = 1_000_000) -> dict:
     """Fit time alone, on customers simulated with known parameters (no two share a history)."""
     import numpy as np
@@ -343,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         ("gate", "gate_docs"),
         ("ingest_duckdb", "duckdb_to_sql"),
         ("ingest_postgres", "postgres_to_sql"),
+        ("forecast_2proc", "forecast_1proc"),
     ):
         if fast in by_case and slow in by_case:
             ratio = by_case[fast]["rows_per_second"] / by_case[slow]["rows_per_second"]

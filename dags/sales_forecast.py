@@ -1,18 +1,24 @@
 """
 ### sales_forecast
 
-Rebuilds monthly revenue series (total, region, customer segment, product category) from the core
-order facts, backtests each candidate model (naive, seasonal naive, ETS) on every series over
-several rolling origins, picks the one with the lowest MASE, and writes a new forecast snapshot with
-80% and 95% intervals to `marts.forecast_snapshot`, stamped with its as-of date and run. Snapshots are
-never overwritten, so variance is always judged against the forecast that existed at the time.
-Backtest errors go to `marts.forecast_backtest`.
+Rebuilds monthly revenue series (total, region, customer segment, product category, sales owner) from
+the core order facts and splits them into `SALESPULSE_FORECAST_PARTITIONS` partitions. One mapped
+task per partition (dynamic task mapping, so Celery spreads them over workers; each may use
+`SALESPULSE_FORECAST_WORKERS` processes) backtests each candidate model (naive, seasonal naive, ETS,
+damped ETS) on its series over several rolling origins, picks the lowest MASE, and stages the base
+forecasts; backtest errors go to `marts.forecast_backtest`. The last task reconciles all series so the
+levels add up to the total and writes one new snapshot with 80% and 95% intervals to
+`marts.forecast_snapshot`, stamped with its as-of date and run. Snapshots are never overwritten, so
+variance is always judged against the forecast that existed at the time. A missing partition stops
+the publish.
 
 **Triggered by:** `customer_segments`. **As-of date:** `params.as_of`, else the triggering event's.
 **Emits:** `sales_forecasts`, which triggers `variance_report`.
 """
 
 from __future__ import annotations
+
+import functools
 
 from airflow.sdk import dag, task
 
@@ -27,11 +33,22 @@ from salespulse_airflow import assets, runtime
     **runtime.DAG_DEFAULTS,
 )
 def sales_forecast():
-    @task(outlets=[assets.SALES_FORECASTS])
-    def build_forecasts(**context) -> dict:
-        return runtime.run_step(pipeline.build_forecasts, assets.SALES_FORECASTS, context)
+    @task
+    def prepare_series(**context) -> list[int]:
+        return runtime.run_unpublished_step(pipeline.prepare_forecasts, context)["partitions"]
 
-    build_forecasts()
+    @task(max_active_tis_per_dagrun=8)
+    def forecast_partition(partition: int, **context) -> dict:
+        return runtime.run_unpublished_step(
+            functools.partial(pipeline.forecast_partition, partition=partition), context
+        )
+
+    @task(outlets=[assets.SALES_FORECASTS])
+    def publish_snapshot(**context) -> dict:
+        return runtime.run_step(pipeline.publish_forecasts, assets.SALES_FORECASTS, context)
+
+    partitions = forecast_partition.expand(partition=prepare_series())
+    partitions >> publish_snapshot()
 
 
 sales_forecast()

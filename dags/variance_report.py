@@ -40,7 +40,7 @@ def variance_report():
 
     @task
     def render_report(**context) -> dict:
-        return runtime.run_report_step(pipeline.render_variance_report, context)
+        return runtime.run_unpublished_step(pipeline.render_variance_report, context)
 
     @task
     def alert_flagged(variance: dict, report: dict, **context) -> list[str]:

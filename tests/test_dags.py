@@ -63,6 +63,17 @@ def test_the_chain_is_wired_by_assets(dag_bag) -> None:
         assert list(condition.objects) == [asset], downstream
 
 
+def test_forecasts_fan_out_over_mapped_partitions_and_publish_once(dag_bag) -> None:
+    dag = dag_bag.dags["sales_forecast"]
+    mapped = dag.get_task("forecast_partition")
+    assert type(mapped).__name__.endswith("MappedOperator")
+    assert mapped.upstream_task_ids == {"prepare_series"}
+    publish = dag.get_task("publish_snapshot")
+    assert publish.upstream_task_ids == {"forecast_partition"}
+    assert [o.name for o in publish.outlets] == ["sales_forecasts"]
+    assert all(not t.outlets for t in dag.tasks if t.task_id != "publish_snapshot")
+
+
 def test_the_variance_report_runs_monthly_and_on_new_forecasts(dag_bag) -> None:
     """The 06:00 UTC run on the 1st reports the month just ended; a new snapshot also triggers a run; the
     alert waits for both the facts and the rendered report."""

@@ -70,7 +70,7 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert {name.split(".")[0] for name in counts} == set(LAYERS)
     # (Per-entity quarantine views are empty for entities with nothing held back.)
     empty = [name for name, n in counts.items() if n == 0 and not name.startswith("quality.quarantine_")]
-    assert empty == []
+    assert empty == ["marts.forecast_staging"]  # emptied once each run's snapshot is published
     assert counts["quality.quarantine_orders"] > 0 and counts["quality.quarantine_order_lines"] > 0
 
     # Every landed batch and output row traces back to an Airflow run of this test.

@@ -87,6 +87,8 @@ class Settings:
     max_batch_rows: int = 500_000
     reporting_role: str = "salespulse_reader"
     forecast_reconciliation: str = "wls_var"
+    forecast_partitions: int = 4
+    forecast_workers: int = 1
     variance_horizons: tuple[int, ...] = (1, 3)
     variance_window: int = 6
     variance_pct_threshold: float = 0.10
@@ -136,6 +138,10 @@ class Settings:
             source_format=source_format,
             # How the levels' forecasts are made to add up to the total: wls_var, ols or none.
             forecast_reconciliation=reconciliation,
+            # Series are split into this many partitions, one mapped Airflow task each (spread over Celery
+            # workers), and each task forecasts its series on this many processes.
+            forecast_partitions=max(1, _env_int(env, "SALESPULSE_FORECAST_PARTITIONS", 4)),
+            forecast_workers=max(1, _env_int(env, "SALESPULSE_FORECAST_WORKERS", 1)),
             # Re-read this many minutes before the watermark, for sources whose rows commit late.
             watermark_lookback=timedelta(minutes=_env_int(env, "SALESPULSE_WATERMARK_LOOKBACK_MINUTES", 0)),
             # A larger extract is loaded in parts of at most this many rows, so memory stays bounded.

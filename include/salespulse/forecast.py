@@ -10,6 +10,7 @@ to make the forecast with 80% and 95% prediction intervals.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,10 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+from threadpoolctl import threadpool_limits
 
 Z80 = float(norm.ppf(0.90))
 Z95 = float(norm.ppf(0.975))
 INTERVAL_COLUMNS = ["mean", "lo80", "hi80", "lo95", "hi95"]
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class SeriesTooShort(ValueError):
@@ -295,6 +298,87 @@ def complete_months(series: pd.DataFrame, as_of: date) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _forecast_group(
+    key: tuple[str, ...],
+    y: np.ndarray,
+    first_period: pd.Timestamp,
+    horizon: int,
+    folds: int,
+    season_length: int,
+) -> tuple[pd.DataFrame, list[dict[str, object]], Counter[str]]:
+    """One series' snapshot rows, backtest rows and caught warnings (a top-level function, so a process pool
+    can run it)."""
+    series_id, level, member = key  # (series_id, level, member)
+    result = forecast_series(series_id, y, first_period, horizon, folds, season_length)
+    frame = result.forecast.rename(columns={"mean": "forecast"})
+    frame.insert(0, "series_id", series_id)
+    frame.insert(1, "level", level)
+    frame.insert(2, "member", member)
+    frame["horizon"] = np.arange(1, horizon + 1)
+    frame["model"] = result.model
+    backtests: list[dict[str, object]] = [
+        {
+            "series_id": series_id,
+            "model": score.model,
+            "folds": score.folds,
+            "mase": None if math.isnan(score.mase) else score.mase,
+            "wape": None if math.isnan(score.wape) else score.wape,
+            "selected": score.model == result.model,
+        }
+        for score in result.scores
+    ]
+    return frame, backtests, result.warnings
+
+
+def forecast_filled(
+    filled: pd.DataFrame,
+    as_of: date,
+    horizon: int = 6,
+    folds: int = 3,
+    season_length: int = 12,
+    workers: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Counter[str]]]:
+    """Base forecasts of zero-filled monthly series (:func:`complete_months`), one model per series.
+
+    With ``workers`` > 1 the series are spread over a process pool (spawned, so it is safe inside any
+    worker process); statsmodels' numerical warnings are caught per series either way and returned as
+    counts, not logged one by one.
+    """
+    first_period = pd.Timestamp(as_of).to_period("M").to_timestamp()
+    groups = [
+        (tuple(str(k) for k in key), group["revenue"].to_numpy(float))
+        for key, group in filled.groupby(["series_id", "level", "member"], sort=True)
+    ]
+    args = [(key, y, first_period, horizon, folds, season_length) for key, y in groups]
+    if workers > 1 and len(args) > workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # One BLAS thread per process: the processes are the parallelism, and numpy's own threads on top
+        # of them oversubscribe the cores (a pool of 2 ran at 0.65x one process before this).
+        saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+        os.environ.update(dict.fromkeys(BLAS_THREAD_VARIABLES, "1"))
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = list(pool.map(_forecast_group, *zip(*args, strict=True), chunksize=8))
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    else:
+        # statsmodels' matrices are tiny: BLAS threads only add overhead (1 thread ran 40 series in 25 s
+        # of wall time against 29 s, with half the CPU time).
+        with threadpool_limits(1):
+            results = [_forecast_group(*a) for a in args]
+    snapshot_frames = [frame for frame, _, _ in results]
+    backtest_rows = [row for _, rows, _ in results for row in rows]
+    caught = {key[0]: counts for (key, _), (_, _, counts) in zip(groups, results, strict=True) if counts}
+    snapshot = pd.concat(snapshot_frames, ignore_index=True) if snapshot_frames else pd.DataFrame()
+    return snapshot, pd.DataFrame(backtest_rows), caught
+
+
 def forecast_all(
     series: pd.DataFrame,
     as_of: date,
@@ -302,6 +386,7 @@ def forecast_all(
     folds: int = 3,
     season_length: int = 12,
     reconciliation: str = "wls_var",
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Counter[str]]]:
     """Forecast every series from the month of ``as_of`` on, then make the levels add up to the total
     (:mod:`salespulse.reconcile`; ``reconciliation="none"`` keeps the base forecasts).
@@ -309,36 +394,11 @@ def forecast_all(
     Returns the snapshot rows (with ``base_forecast``, the model's own), the backtest rows, and the
     numerical warnings caught per series.
     """
-    filled = complete_months(series, as_of)
-    first_period = pd.Timestamp(as_of).to_period("M").to_timestamp()
-    snapshot_frames, backtest_rows, caught = [], [], {}
-    for (series_id, level, member), group in filled.groupby(["series_id", "level", "member"], sort=True):
-        result = forecast_series(
-            str(series_id), group["revenue"].to_numpy(float), first_period, horizon, folds, season_length
-        )
-        frame = result.forecast.rename(columns={"mean": "forecast"})
-        frame.insert(0, "series_id", series_id)
-        frame.insert(1, "level", level)
-        frame.insert(2, "member", member)
-        frame["horizon"] = np.arange(1, horizon + 1)
-        frame["model"] = result.model
-        snapshot_frames.append(frame)
-        for score in result.scores:
-            backtest_rows.append(
-                {
-                    "series_id": series_id,
-                    "model": score.model,
-                    "folds": score.folds,
-                    "mase": None if math.isnan(score.mase) else score.mase,
-                    "wape": None if math.isnan(score.wape) else score.wape,
-                    "selected": score.model == result.model,
-                }
-            )
-        if result.warnings:
-            caught[str(series_id)] = result.warnings
-    snapshot = pd.concat(snapshot_frames, ignore_index=True) if snapshot_frames else pd.DataFrame()
+    snapshot, backtests, caught = forecast_filled(
+        complete_months(series, as_of), as_of, horizon, folds, season_length, workers
+    )
     if not snapshot.empty:
         from salespulse.reconcile import reconcile
 
         snapshot = reconcile(snapshot, reconciliation).forecasts.assign(reconciliation=reconciliation)
-    return snapshot, pd.DataFrame(backtest_rows), caught
+    return snapshot, backtests, caught

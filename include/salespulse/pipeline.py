@@ -7,6 +7,8 @@ for its as-of date (or run id, for forecast snapshots) and records itself in ``a
 from __future__ import annotations
 
 import logging
+import zlib
+from collections import Counter
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam, text
 
 from salespulse.churn import churn_risk, churn_warnings
 from salespulse.clusters import cluster_features, fit_clusters
@@ -29,9 +31,9 @@ from salespulse.clv import (
 from salespulse.config import Settings
 from salespulse.dictionary import grant_reporting_reader
 from salespulse.drivers import drivers_by_level
-from salespulse.forecast import forecast_all
+from salespulse.forecast import complete_months, forecast_filled
 from salespulse.ingest import ingest_from_source
-from salespulse.reconcile import incoherence
+from salespulse.reconcile import incoherence, reconcile
 from salespulse.segments import (
     ClassThresholds,
     compute_rfm,
@@ -300,9 +302,14 @@ def add_value_and_lifecycle(
     return out.drop(columns=list(history.columns)), model
 
 
-def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
-    """Rebuild the monthly series from core, backtest the candidates, and store a new forecast snapshot."""
-    started = datetime.now()
+def partition_of(series_id: str, partitions: int) -> int:
+    """A series' partition: stable across runs and machines (CRC-32 of its id), so a retry redoes the
+    same set."""
+    return zlib.crc32(series_id.encode("utf-8")) % partitions
+
+
+def prepare_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
+    """Rebuild the monthly series from core and say which partitions have series to forecast."""
     with warehouse(settings) as engine:
         with engine.begin() as conn:
             run_sql_file(
@@ -310,32 +317,96 @@ def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, A
                 "marts/build_sales_series.sql",
                 {"as_of_month": month_start(as_of), "as_of_date": as_of, "run_id": run_id},
             )
+            conn.execute(text("delete from marts.forecast_staging where run_id = :r"), {"r": run_id})
+        ids = read_frame(engine, "select distinct series_id from marts.sales_series")["series_id"]
+    partitions = sorted({partition_of(str(s), settings.forecast_partitions) for s in ids})
+    return {"series": len(ids), "partitions": partitions}
+
+
+def forecast_partition(settings: Settings, as_of: date, run_id: str, partition: int) -> dict[str, Any]:
+    """Backtest, choose and forecast the series of one partition; stage the base forecasts and store the
+    backtest errors. Idempotent per (run, partition), so an Airflow retry redoes just this part."""
+    started = datetime.now()
+    with warehouse(settings) as engine:
         series = read_frame(
             engine, "select series_id, level, member, period_start, revenue from marts.sales_series"
         )
-        snapshot, backtests, caught = forecast_all(
-            series,
+        series = series[
+            [partition_of(str(s), settings.forecast_partitions) == partition for s in series["series_id"]]
+        ]
+        base, backtests, caught = forecast_filled(
+            complete_months(series, as_of),
             as_of,
             settings.forecast_horizon,
             settings.backtest_folds,
             settings.season_length,
-            settings.forecast_reconciliation,
+            settings.forecast_workers,
         )
         created = datetime.now()
-        snapshot = snapshot.assign(as_of_date=as_of, run_id=run_id, created_at=created)
-        backtests = backtests.assign(as_of_date=as_of, run_id=run_id, created_at=created)
+        ids = sorted(series["series_id"].unique())
         with engine.begin() as conn:
-            for table in ("marts.forecast_snapshot", "marts.forecast_backtest"):
-                conn.execute(text(f"delete from {table} where run_id = :run_id"), {"run_id": run_id})
-            bulk_insert(conn, "marts", "forecast_snapshot", snapshot)
-            bulk_insert(conn, "marts", "forecast_backtest", backtests)
-        models = snapshot.drop_duplicates("series_id")["model"].value_counts().to_dict()
-        if caught:
-            log.info(
-                "numerical warnings in %d series: %s",
-                len(caught),
-                {k: sum(v.values()) for k, v in caught.items()},
+            for table in ("marts.forecast_staging", "marts.forecast_backtest"):
+                for chunk in range(0, len(ids), 500):
+                    conn.execute(
+                        text(f"delete from {table} where run_id = :r and series_id in :ids").bindparams(
+                            bindparam("ids", expanding=True)
+                        ),
+                        {"r": run_id, "ids": ids[chunk : chunk + 500]},
+                    )
+            if len(base):
+                bulk_insert(
+                    conn,
+                    "marts",
+                    "forecast_staging",
+                    base.assign(run_id=run_id, partition_no=partition, created_at=created),
+                )
+                bulk_insert(
+                    conn,
+                    "marts",
+                    "forecast_backtest",
+                    backtests.assign(as_of_date=as_of, run_id=run_id, created_at=created),
+                )
+    # Numerical warnings, summarised: how many series had any, and the most frequent kinds.
+    kinds: Counter[str] = Counter()
+    for counts in caught.values():
+        kinds.update(counts)
+    if caught:
+        log.info("partition %d: numerical warnings in %d of %d series: %s", partition, len(caught), len(ids),
+                 dict(kinds.most_common(3)))  # fmt: skip
+    return {
+        "partition": partition,
+        "series": len(ids),
+        "seconds": round((datetime.now() - started).total_seconds(), 2),
+        "series_with_warnings": len(caught),
+        "warnings": {k: int(v) for k, v in kinds.most_common(5)},
+    }
+
+
+def publish_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
+    """Reconcile the run's staged base forecasts across levels and write them as one new snapshot."""
+    started = datetime.now()
+    with warehouse(settings) as engine:
+        staged = read_frame(engine, "select * from marts.forecast_staging where run_id = :r", {"r": run_id})
+        expected = read_frame(engine, "select count(distinct series_id) as n from marts.sales_series")[
+            "n"
+        ].iloc[0]
+        if staged["series_id"].nunique() != int(expected):
+            raise RuntimeError(
+                f"run {run_id}: {staged['series_id'].nunique()} of {int(expected)} series forecast; "
+                "a partition is missing, so nothing is published"
             )
+        staged = staged.drop(columns=["run_id", "partition_no", "created_at"])
+        snapshot = reconcile(staged, settings.forecast_reconciliation).forecasts.assign(
+            reconciliation=settings.forecast_reconciliation,
+            as_of_date=as_of,
+            run_id=run_id,
+            created_at=datetime.now(),
+        )
+        with engine.begin() as conn:
+            conn.execute(text("delete from marts.forecast_snapshot where run_id = :r"), {"r": run_id})
+            bulk_insert(conn, "marts", "forecast_snapshot", snapshot)
+            conn.execute(text("delete from marts.forecast_staging where run_id = :r"), {"r": run_id})
+        models = snapshot.drop_duplicates("series_id")["model"].value_counts().to_dict()
         _record_step(engine, run_id, "build_forecasts", as_of, len(snapshot), f"models={models}", started)
     return {
         "series": int(snapshot["series_id"].nunique()),
@@ -343,8 +414,15 @@ def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, A
         "reconciliation": settings.forecast_reconciliation,
         "max_incoherence": incoherence(snapshot),
         "models": {str(k): int(v) for k, v in models.items()},
-        "series_with_warnings": len(caught),
     }
+
+
+def build_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
+    """All three forecast steps in one call (what the DAG fans out): series, every partition, publish."""
+    plan = prepare_forecasts(settings, as_of, run_id)
+    parts = [forecast_partition(settings, as_of, run_id, p) for p in plan["partitions"]]
+    summary = publish_forecasts(settings, as_of, run_id)
+    return {**summary, "series_with_warnings": sum(p["series_with_warnings"] for p in parts)}
 
 
 def variance_rules(settings: Settings) -> VarianceRules:

@@ -117,10 +117,10 @@ def run_step(
     return summary
 
 
-def run_report_step(
+def run_unpublished_step(
     step: Callable[[Settings, date, str], dict[str, Any]], context: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Run a step that emits no asset (the report) as of the run's date."""
+    """Run a step that emits no asset (a part of a DAG, or the report) as of the run's date."""
     return step(settings(), as_of_from_context(context), context["run_id"])
 
 

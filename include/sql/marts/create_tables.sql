@@ -85,6 +85,26 @@ create table if not exists marts.forecast_snapshot (
 alter table marts.forecast_snapshot add column if not exists base_forecast double precision;
 alter table marts.forecast_snapshot add column if not exists reconciliation varchar;
 
+-- Base forecasts of one run, one partition of series per mapped task, before they are reconciled together
+-- and published to forecast_snapshot. Emptied for the run once it is published.
+create table if not exists marts.forecast_staging (
+    run_id varchar not null,
+    partition_no integer not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    period_start date not null,
+    horizon integer not null,
+    model varchar not null,
+    forecast double precision not null,
+    lo80 double precision not null,
+    hi80 double precision not null,
+    lo95 double precision not null,
+    hi95 double precision not null,
+    created_at timestamp not null,
+    primary key (run_id, series_id, period_start)
+);
+
 -- Rolling-origin backtest errors of every candidate model, and which one was selected.
 create table if not exists marts.forecast_backtest (
     as_of_date date not null,

@@ -1,0 +1,113 @@
+"""The forecast step as the DAG runs it: partitions fanned out, staged, reconciled and published once."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from salespulse.config import Settings
+from salespulse.forecast import complete_months, forecast_all, forecast_filled
+from salespulse.pipeline import (
+    build_forecasts,
+    forecast_partition,
+    partition_of,
+    prepare_forecasts,
+    publish_forecasts,
+)
+from salespulse.warehouse import create_schema, get_engine, read_frame
+from tests.test_variance import EMEA, _load_core
+
+AS_OF = date(2026, 7, 1)
+
+
+@pytest.fixture
+def core_engine(warehouse_url: str) -> Engine:
+    """A warehouse with the hand-worked EMEA customer's six months of orders in core."""
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    _load_core(engine, EMEA)
+    return engine
+
+
+def _settings(engine: Engine, tmp_path: Path, partitions: int) -> Settings:
+    url = engine.url.render_as_string(hide_password=False)
+    return Settings(
+        warehouse_url=url,
+        data_dir=tmp_path,
+        export_dir=tmp_path,
+        forecast_horizon=3,
+        forecast_partitions=partitions,
+    )
+
+
+def test_partitions_publish_one_snapshot_equal_to_the_unpartitioned_forecast(
+    core_engine: Engine, tmp_path: Path
+) -> None:
+    engine = core_engine
+    settings = _settings(engine, tmp_path, partitions=3)
+
+    summary = build_forecasts(settings, AS_OF, "run-a")
+    snapshot = read_frame(engine, "select * from marts.forecast_snapshot where run_id = 'run-a'")
+    series = read_frame(
+        engine, "select series_id, level, member, period_start, revenue from marts.sales_series"
+    )
+    expected, _, _ = forecast_all(series, AS_OF, horizon=3, folds=settings.backtest_folds)
+    assert summary["series"] == 5 and len(snapshot) == 15
+    got = snapshot.sort_values(["series_id", "horizon"]).reset_index(drop=True)
+    want = expected.sort_values(["series_id", "horizon"]).reset_index(drop=True)
+    assert got["series_id"].tolist() == want["series_id"].tolist()
+    assert np.allclose(got["forecast"], want["forecast"]) and np.allclose(got["hi95"], want["hi95"])
+    assert got["model"].tolist() == want["model"].tolist()
+    assert read_frame(engine, "select count(*) as n from marts.forecast_staging")["n"].iloc[0] == 0
+    assert summary["max_incoherence"] < 1e-6
+
+
+def test_a_missing_partition_stops_the_publish_and_a_retried_partition_adds_nothing(
+    core_engine: Engine, tmp_path: Path
+) -> None:
+    engine = core_engine
+    settings = _settings(engine, tmp_path, partitions=4)
+    plan = prepare_forecasts(settings, AS_OF, "run-b")
+    ids = ["total:all", "region:EMEA", "segment:SMB", "category:Tools", "sales_owner:王芳"]
+    assert plan["partitions"] == sorted({partition_of(s, 4) for s in ids}) and len(plan["partitions"]) >= 2
+    first, *rest = plan["partitions"]
+    for partition in rest:
+        forecast_partition(settings, AS_OF, "run-b", partition)
+    with pytest.raises(RuntimeError, match="a partition is missing"):
+        publish_forecasts(settings, AS_OF, "run-b")
+    assert read_frame(engine, "select count(*) as n from marts.forecast_snapshot")["n"].iloc[0] == 0
+
+    forecast_partition(settings, AS_OF, "run-b", first)
+    forecast_partition(settings, AS_OF, "run-b", first)  # an Airflow retry of the same partition
+    staged = read_frame(engine, "select series_id, partition_no from marts.forecast_staging")
+    assert staged.groupby("series_id").size().eq(3).all() and staged["series_id"].nunique() == 5
+    assert all(partition_of(s, 4) == p for s, p in staged.itertuples(index=False))
+    backtests = read_frame(
+        engine, "select series_id, model from marts.forecast_backtest where run_id = 'run-b'"
+    )
+    assert not backtests.duplicated().any()
+    published = publish_forecasts(settings, AS_OF, "run-b")
+    assert published["series"] == 5 and published["rows"] == 15
+
+
+def test_a_process_pool_gives_the_same_forecasts_as_one_process() -> None:
+    months = pd.date_range("2023-01-01", periods=30, freq="MS")
+    rng = np.random.default_rng(5)
+    series = pd.concat(
+        [
+            pd.DataFrame({"series_id": f"category:{k}", "level": "category", "member": str(k),
+                          "period_start": months,
+                          "revenue": 100 + 10 * np.sin(np.arange(30) / 2) + rng.normal(0, 4, 30)})
+            for k in range(6)
+        ]
+    )  # fmt: skip
+    filled = complete_months(series, date(2025, 7, 1))
+    one, backtests_one, _ = forecast_filled(filled, date(2025, 7, 1), horizon=3, folds=2)
+    two, backtests_two, _ = forecast_filled(filled, date(2025, 7, 1), horizon=3, folds=2, workers=2)
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(backtests_one, backtests_two)
