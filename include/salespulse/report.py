@@ -373,10 +373,12 @@ def _table(frame: pd.DataFrame, formats: dict[str, str], flag_column: str | None
         cells = []
         for column in formats:
             value = row.get(column)
-            if column.endswith("_pct") or column in ("bias", "wape"):
-                text = _pct(value) if column != "wape" else ("n/a" if pd.isna(value) else f"{value:.1%}")
+            if column == "wape":
+                text = "n/a" if pd.isna(value) else f"{value:.1%}"
+            elif column.endswith("_pct") or column == "bias":
+                text = _pct(value)
             elif column in ("mase", "tracking_signal"):
-                text = "n/a" if value is None or pd.isna(value) else f"{value:+.2f}".lstrip("+")
+                text = "n/a" if value is None or pd.isna(value) else f"{value:.2f}"
             elif isinstance(value, float | np.floating):
                 text = _money(value)
             elif isinstance(value, bool | np.bool_):
