@@ -239,8 +239,7 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> dict[str, An
         "lifecycle": {str(k): int(v) for k, v in rfm["lifecycle_stage"].value_counts().items()},
         "model": model,
         "churn_warnings": [
-            {k: _plain(v) for k, v in row.items()}
-            for row in warnings.head(50).to_dict(orient="records")
+            {k: _plain(v) for k, v in row.items()} for row in warnings.head(50).to_dict(orient="records")
         ],
         "churn_warning_count": len(warnings),
     }
