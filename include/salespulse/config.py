@@ -21,6 +21,8 @@ SQL_DIR = REPO_ROOT / "include" / "sql"
 EXPECTATIONS_DIR = REPO_ROOT / "include" / "expectations"
 
 WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_SALESPULSE_WAREHOUSE"
+# How forecasts are made coherent (salespulse.reconcile), checked here when the settings are read.
+RECONCILIATION_METHODS = ("wls_var", "ols", "none")
 
 # Airflow connection schemes -> SQLAlchemy driver names.
 _SCHEME_TO_SQLALCHEMY = {
@@ -125,7 +127,7 @@ class Settings:
         if source_format not in ("parquet", "csv"):
             raise ValueError(f"SALESPULSE_SOURCE_FORMAT must be 'parquet' or 'csv', got {source_format!r}")
         reconciliation = env.get("SALESPULSE_FORECAST_RECONCILIATION", "wls_var")
-        if reconciliation not in ("wls_var", "ols", "none"):
+        if reconciliation not in RECONCILIATION_METHODS:
             raise ValueError(
                 f"SALESPULSE_FORECAST_RECONCILIATION must be wls_var, ols or none, got {reconciliation!r}"
             )

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from salespulse.config import RECONCILIATION_METHODS
 from salespulse.forecast import INTERVAL_COLUMNS, Z95
 
 TOTAL = "total"
-METHODS = ("wls_var", "ols", "none")
+METHODS = RECONCILIATION_METHODS
 
 
 @dataclass(frozen=True)
