@@ -9,7 +9,7 @@ PIP_VERSION := 26.3
 DEMO_CUSTOMERS ?= 3000
 DEMO_MONTHS ?= 4
 
-.PHONY: setup demo test lint typecheck pytest bench lock clean
+.PHONY: setup demo test lint typecheck pytest bench bench-reference lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,18 @@ pytest: setup
 
 test: lint typecheck pytest
 
-bench: setup
+bench: setup bench-reference
 	$(BIN)/python -m bench.run
+
+# The benchmark's own environment for statsforecast (AutoETS, the outside reference): it pins pandas < 3.
+BENCH_STAMP := .venv-bench/.installed
+$(BENCH_STAMP): bench/requirements-reference.txt
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	.venv-bench/bin/pip install --quiet -r bench/requirements-reference.txt
+	touch $@
+
+bench-reference: $(BENCH_STAMP)
 
 # Re-resolve the pinned direct dependencies in a scratch virtualenv and write the full lock.
 lock:
@@ -48,4 +58,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .airflow .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .airflow .data .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,9 @@ CASES = {
     "segments": "segments snapshot: RFM, tiers, lifecycle, CLV, clusters, churn",
     "forecast_1proc": "forecast 200 monthly series with backtest, 1 process (1 BLAS thread)",
     "forecast_2proc": "forecast 200 monthly series with backtest, a pool of 2 processes",
+    "forecast_accuracy": "forecast 1,000 synthetic monthly series, 2 processes, vs AutoETS",
+    "forecast_online_retail": "forecast Online Retail weekly revenue series vs AutoETS",
+    "forecast_10k": "forecast 10,000 monthly series with backtest, 2 processes",
 }
 FORECAST_SERIES = 200
 TO_SQL_ROWS = 100_000  # to_sql is orders of magnitude slower: measured on a slice, reported per row
@@ -52,6 +55,17 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
 
     if case == "bgnbd_fit":
         return run_bgnbd_fit()
+    if case in ("forecast_accuracy", "forecast_online_retail", "forecast_10k"):
+        from bench import forecast_accuracy
+
+        if case == "forecast_10k":
+            return forecast_accuracy.run_throughput(10_000, workers=2)
+        if case == "forecast_online_retail":
+            accuracy = forecast_accuracy.run_online_retail()
+        else:
+            accuracy = forecast_accuracy.run_synthetic(1_000, workers=2)
+        ours = accuracy["salespulse"]
+        return {"rows": ours["series"], "seconds": ours["seconds"], "accuracy": accuracy}
     if case.startswith("forecast_"):
         return run_forecasts(FORECAST_SERIES, workers=int(case.removeprefix("forecast_")[0]))
     if case == "segments_prepare":
@@ -383,6 +397,21 @@ def main(argv: list[str] | None = None) -> int:
         if fast in by_case and slow in by_case:
             ratio = by_case[fast]["rows_per_second"] / by_case[slow]["rows_per_second"]
             print(f"{CASES[fast]} vs {CASES[slow]}: {ratio:,.2f}x the rows/s in this run")
+    for case in ("forecast_accuracy", "forecast_online_retail"):
+        if case in by_case:
+            print(f"{CASES[case]}: hold-out accuracy")
+            print(
+                f"  {'method':<16}{'MASE mean':>10}{'median':>8}{'WAPE':>7}{'cov80':>7}{'cov95':>7}"
+                f"{'series/s':>10}"
+            )
+            for method, figures in by_case[case]["accuracy"].items():
+                coverage = [figures.get(f"coverage{p}") for p in ("80", "95")]
+                cells = "".join(f"{c:>7.2f}" if c is not None else f"{'-':>7}" for c in coverage)
+                speed = figures.get("series_per_second")
+                print(
+                    f"  {method:<16}{figures['mase_mean']:>10.3f}{figures['mase_median']:>8.3f}"
+                    f"{figures['wape']:>7.3f}{cells}{speed or 0:>10.1f}"
+                )
     for scaled in ("ingest_duckdb_3x", "ingest_duckdb_8x"):
         if "ingest_duckdb" in by_case and scaled in by_case:
             one, many = by_case["ingest_duckdb"], by_case[scaled]

@@ -1,16 +1,24 @@
 """
 ### sales_forecast
 
-Rebuilds monthly revenue series (total, region, customer segment, product category, sales owner) from
-the core order facts and splits them into `SALESPULSE_FORECAST_PARTITIONS` partitions. One mapped
-task per partition (dynamic task mapping, so Celery spreads them over workers; each may use
-`SALESPULSE_FORECAST_WORKERS` processes) backtests each candidate model (naive, seasonal naive, ETS,
-damped ETS) on its series over several rolling origins, picks the lowest MASE, and stages the base
-forecasts; backtest errors go to `marts.forecast_backtest`. The last task reconciles all series so the
+Rebuilds the revenue series, monthly and weekly, of the total and the levels in
+`SALESPULSE_FORECAST_LEVELS` (default region, customer segment, product category, sales owner; crossings
+such as `region*segment` too) from the core order facts, and splits the monthly ones into
+`SALESPULSE_FORECAST_PARTITIONS` partitions. One mapped task per partition (dynamic task mapping, so
+Celery spreads them over workers; each may use `SALESPULSE_FORECAST_WORKERS` processes) backtests each
+candidate model (`SALESPULSE_FORECAST_MODELS`: naive, seasonal naive, ETS, damped ETS; ARIMA on request)
+on its series over several rolling origins, picks the lowest MASE, and stages the base forecasts;
+backtest errors go to `marts.forecast_backtest`. The last task reconciles all series so the
 levels add up to the total and writes one new snapshot with 80% and 95% intervals to
 `marts.forecast_snapshot`, stamped with its as-of date and run. Snapshots are never overwritten, so
 variance is always judged against the forecast that existed at the time. A missing partition stops
 the publish.
+
+Then the funnel forecast: the deals open on the as-of date x their stage's win rate learned from the
+deals closed in the past year, placed by expected close month, per total, region, segment and sales
+owner; stage conversion and sales-cycle length; and the statistical forecast adjusted by the pipeline
+for the first `SALESPULSE_FUNNEL_MONTHS` months (`reporting.funnel_forecast`; the method is in
+`salespulse.funnel`).
 
 **Triggered by:** `customer_segments`. **As-of date:** `params.as_of`, else the triggering event's.
 **Emits:** `sales_forecasts`, which triggers `variance_report`.
@@ -47,8 +55,12 @@ def sales_forecast():
     def publish_snapshot(**context) -> dict:
         return runtime.run_step(pipeline.publish_forecasts, assets.SALES_FORECASTS, context)
 
+    @task
+    def funnel_forecast(**context) -> dict:
+        return runtime.run_unpublished_step(pipeline.build_funnel, context)
+
     partitions = forecast_partition.expand(partition=prepare_series())
-    partitions >> publish_snapshot()
+    partitions >> publish_snapshot() >> funnel_forecast()
 
 
 sales_forecast()

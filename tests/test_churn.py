@@ -52,6 +52,16 @@ def test_warnings_are_valuable_customers_who_crossed_the_threshold() -> None:
     assert warned["previous_probability"].isna().tolist() == [False, True]
 
 
+def test_no_warnings_when_every_risky_customer_was_already_above_the_threshold() -> None:
+    """Found by the end-to-end run: an empty result used to come back as rows of previous scores only."""
+    current = pd.DataFrame(
+        {"customer_id": ["A", "B"], "value_tier": ["high", "high"], "churn_probability": [0.8, 0.9]}
+    )
+    previous = pd.DataFrame({"customer_id": ["A", "B"], "churn_probability": [0.7, 0.6]})
+    warned = churn_warnings(current, previous)
+    assert warned.empty
+
+
 def test_the_classifier_beats_the_p_alive_baseline_on_a_later_holdout() -> None:
     data = generate_crm(3000, seed=42, defect_rate=0)
     lines = data["order_lines"].merge(data["orders"], on="order_id")

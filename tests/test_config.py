@@ -91,3 +91,31 @@ def test_the_reconciliation_method_is_checked_when_read() -> None:
     assert Settings.from_env({"SALESPULSE_FORECAST_RECONCILIATION": "none"}).forecast_reconciliation == "none"
     with pytest.raises(ValueError, match="SALESPULSE_FORECAST_RECONCILIATION must be wls_var, ols or none"):
         Settings.from_env({"SALESPULSE_FORECAST_RECONCILIATION": "mint"})
+
+
+def test_forecast_levels_and_crossings_come_from_the_environment() -> None:
+    default = Settings.from_env({})
+    assert default.forecast_levels == ("region", "segment", "category", "sales_owner")
+    chosen = Settings.from_env({"SALESPULSE_FORECAST_LEVELS": " region, region * segment ,category,region"})
+    assert chosen.forecast_levels == ("region", "region*segment", "category")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("region,country", "unknown attribute 'country'"),
+        ("region*region", "crosses an attribute with itself"),
+    ],
+)
+def test_bad_forecast_levels_name_the_setting_and_the_problem(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match="SALESPULSE_FORECAST_LEVELS") as error:
+        Settings.from_env({"SALESPULSE_FORECAST_LEVELS": raw})
+    assert message in str(error.value.__cause__)
+
+
+def test_forecast_models_are_named_in_the_environment_and_checked() -> None:
+    assert Settings.from_env({}).forecast_models == ("naive", "seasonal_naive", "ets", "ets_damped")
+    chosen = Settings.from_env({"SALESPULSE_FORECAST_MODELS": "ets, arima, ets"})
+    assert chosen.forecast_models == ("ets", "arima")
+    with pytest.raises(ValueError, match="SALESPULSE_FORECAST_MODELS"):
+        Settings.from_env({"SALESPULSE_FORECAST_MODELS": "ets,prophet"})

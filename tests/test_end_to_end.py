@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from salespulse.funnel import OPEN_STAGES
 from salespulse.generator import CrmDataset
 from salespulse.model import ENTITIES
 from salespulse.reconcile import incoherence
@@ -81,7 +82,13 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         core_runs = read_frame(engine, f"select distinct _run_id from core.{entity.core_table}")["_run_id"]
         assert set(core_runs) <= set(batches["run_id"]), entity.name
     steps = read_frame(engine, "select run_id, step from audit.step_runs")
-    assert set(steps["step"]) == {"build_segments", "build_forecasts", "build_variance", "render_report"}
+    assert set(steps["step"]) == {
+        "build_segments",
+        "build_forecasts",
+        "build_funnel",
+        "build_variance",
+        "render_report",
+    }
     for table in (
         "marts.customer_rfm",
         "marts.forecast_snapshot",
@@ -123,11 +130,16 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
             assert wanted_keys == core_keys | set(held["record_key"]), entity.name
 
     # Revenue in the marts equals revenue computed from the source, and the levels add up to the total.
-    series = read_frame(engine, "select level, member, revenue from marts.sales_series")
-    total = series.loc[series["level"] == "total", "revenue"].sum()
-    assert total == pytest.approx(expected_revenue(small_crm, AS_OF_DATES[-1]), rel=1e-9)
-    for level in ("region", "segment", "category", "sales_owner"):
-        assert series.loc[series["level"] == level, "revenue"].sum() == pytest.approx(total, rel=1e-9)
+    # Weekly series hold the same revenue by week: each level adds up to the weekly total too.
+    series = read_frame(engine, "select grain, level, member, revenue from marts.sales_series")
+    for grain, by_grain in series.groupby("grain"):
+        total = by_grain.loc[by_grain["level"] == "total", "revenue"].sum()
+        if grain == "month":
+            assert total == pytest.approx(expected_revenue(small_crm, AS_OF_DATES[-1]), rel=1e-9)
+        for level in ("region", "segment", "category", "sales_owner"):
+            level_sum = by_grain.loc[by_grain["level"] == level, "revenue"].sum()
+            assert level_sum == pytest.approx(total, rel=1e-9), (grain, level)
+    assert set(series["grain"]) == {"month", "week"}
 
     # The first run's forecast snapshot is still there, untouched, beside the second one.
     snapshots = read_frame(engine, "select * from marts.forecast_snapshot")
@@ -146,6 +158,24 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
             ["series_id", "forecast", "lo95"]
         ],
     )
+
+    # The funnel of each run counted the deals open on its date, as the CRM showed them then (each deal's
+    # latest version before the date). A deal whose latest version was quarantined keeps its previous one
+    # in core, so the count may differ by at most the deals held in quarantine.
+    funnel = read_frame(engine, "select as_of_date, open_deals from marts.funnel_stage_rates")
+    deals = pd.read_parquet(small_exports / "opportunities.parquet").sort_values("updated_at", kind="stable")
+    held = read_frame(engine, "select record_key from quality.quarantine where entity = 'opportunities'")
+    for as_of in AS_OF_DATES:
+        known = deals[deals["updated_at"] < pd.Timestamp(as_of)]
+        latest = known[~known["opportunity_id"].duplicated(keep="last")]
+        expected_open = latest["stage"].isin(OPEN_STAGES) & (latest["created_date"] < pd.Timestamp(as_of))
+        counted = funnel.loc[funnel["as_of_date"].astype(str).str[:10] == as_of.isoformat(), "open_deals"]
+        assert abs(int(counted.sum()) - int(expected_open.sum())) <= held["record_key"].nunique(), as_of
+        assert counted.sum() > 0
+    rates = read_frame(engine, "select as_of_date, stage, win_rate from reporting.funnel_stage_conversion")
+    assert rates.groupby("as_of_date")["stage"].apply(set).tolist() == [set(OPEN_STAGES)] * 2
+    combined = read_frame(engine, "select * from reporting.funnel_forecast where series_id = 'total:all'")
+    assert combined["statistical_forecast"].notna().all()
 
     # October's actual is compared with the forecast made on 1 October, one month ahead.
     variance = read_frame(engine, "select * from reporting.variance where series_id = 'total:all'")
@@ -191,7 +221,9 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert set(drivers["level"]) == {"total", "region", "segment", "category", "sales_owner"}
     effects = drivers["volume_effect"] + drivers["mix_effect"] + drivers["price_effect"]
     assert np.allclose(effects, drivers["revenue_change"], rtol=0, atol=1e-6)
-    series = read_frame(engine, "select series_id, period_start, revenue from marts.sales_series")
+    series = read_frame(
+        engine, "select series_id, period_start, revenue from marts.sales_series where grain = 'month'"
+    )
     monthly = series.assign(month=series["period_start"].astype(str).str[:7]).set_index(
         ["series_id", "month"]
     )

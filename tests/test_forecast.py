@@ -7,12 +7,15 @@ import pandas as pd
 import pytest
 
 from salespulse.forecast import (
+    ARIMA,
     ETS,
     INTERVAL_COLUMNS,
     Naive,
     SeasonalNaive,
+    SeriesTooShort,
     backtest,
     complete_months,
+    default_candidates,
     forecast_all,
     forecast_series,
     mase_scale,
@@ -113,6 +116,35 @@ def test_ets_intervals_cover_at_about_their_nominal_rate(damped: bool) -> None:
     assert 0.86 <= hits95 / trials <= 0.99
 
 
+@pytest.mark.parametrize("kind", ["level", "season", "trend_season"])
+def test_the_chosen_models_intervals_cover_at_about_their_nominal_rate(kind: str) -> None:
+    """The whole path (backtest, choice, interval widening) on 36 months, 6 months ahead, 100 series.
+
+    Measured with this seed (80% / 95% coverage over the 6 leads): local level 0.84 / 0.95, season 0.81 /
+    0.95, trend and season 0.75 / 0.91. Before intervals were widened by the backtest, trend and season
+    covered 0.67 / 0.87 (and fails here). The trend-and-season case stays somewhat narrow: a damped trend
+    bends away from a straight one, so errors grow with the lead faster than the model says.
+    """
+    rng = np.random.default_rng(11)
+    t = np.arange(42)
+    hits80 = hits95 = 0.0
+    trials = 100
+    for _ in range(trials):
+        noise = rng.normal(0, 5, 42)
+        if kind == "level":
+            y = 300 + np.cumsum(rng.normal(0, 2, 42)) + noise
+        elif kind == "season":
+            y = 300 + 15 * np.sin(2 * np.pi * t / 12) + noise
+        else:
+            y = 300 + 1.5 * t + 15 * np.sin(2 * np.pi * t / 12) + noise
+        f = forecast_series("s", y[:36], START, horizon=6).forecast
+        actual = y[36:]
+        hits80 += float(np.mean((f["lo80"] <= actual) & (actual <= f["hi80"])))
+        hits95 += float(np.mean((f["lo95"] <= actual) & (actual <= f["hi95"])))
+    assert 0.72 <= hits80 / trials <= 0.88
+    assert 0.89 <= hits95 / trials <= 0.99
+
+
 def test_missing_months_are_filled_with_zero_up_to_the_month_before_as_of() -> None:
     series = pd.DataFrame(
         {
@@ -150,3 +182,31 @@ def test_forecast_all_starts_at_the_as_of_month_and_records_every_candidate() ->
     assert snapshot["horizon"].tolist() == [1, 2, 3]
     assert set(backtests["model"]) == {"naive", "seasonal_naive", "ets", "ets_damped"}
     assert backtests["selected"].sum() == 1
+
+
+def test_arima_searches_a_small_set_of_orders_once_and_continues_a_trend() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(40, dtype=float)
+    y = 500 + 20 * t + rng.normal(0, 4, 40)
+    fitted = ARIMA().fit_origins(y, [31, 32, 33, 40])
+    assert sorted(fitted) == [31, 32, 33, 40]
+    assert len({model.spec for model in fitted.values()}) == 1  # chosen on the earliest origin, then kept
+    assert fitted[40].spec is not None and fitted[40].spec[2] == "t"  # a drift term for a trend
+    forecast = fitted[40].predict(6)
+    np.testing.assert_allclose(forecast["mean"], 500 + 20 * np.arange(40, 46), rtol=0.01)
+    assert (forecast["lo95"] < forecast["lo80"]).all() and (forecast["hi80"] < forecast["hi95"]).all()
+    assert ARIMA().fit_origins(y[:8], [6, 8]) == {}
+
+
+def test_models_are_chosen_by_name_and_arima_joins_the_backtest_when_asked() -> None:
+    y = np.tile(PATTERN, 3) + np.arange(36)
+    names = [factory().name for factory in default_candidates(12, ("ets", "arima"))]
+    assert names == ["ets", "arima"]
+    result = forecast_series("s", y, START, horizon=3, candidates=default_candidates(12, ("naive", "arima")))
+    assert {score.model for score in result.scores} == {"naive", "arima"}
+    airline = ARIMA(seasonal=True).fit(np.tile(PATTERN, 3)[:30] + np.arange(30))
+    assert airline.name == "sarima" and airline.spec == ((0, 1, 1), (0, 1, 1), "n")
+    with pytest.raises(SeriesTooShort):
+        ARIMA(seasonal=True).fit(np.tile(PATTERN, 2)[:20])  # less than two seasons and two months
+    with pytest.raises(ValueError, match="unknown forecast model 'prophet'"):
+        default_candidates(12, ("prophet",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def test_partitions_publish_one_snapshot_equal_to_the_unpartitioned_forecast(
     summary = build_forecasts(settings, AS_OF, "run-a")
     snapshot = read_frame(engine, "select * from marts.forecast_snapshot where run_id = 'run-a'")
     series = read_frame(
-        engine, "select series_id, level, member, period_start, revenue from marts.sales_series"
+        engine,
+        "select series_id, level, member, period_start, revenue from marts.sales_series "
+        "where grain = 'month'",
     )
     expected, _, _ = forecast_all(series, AS_OF, horizon=3, folds=settings.backtest_folds)
     assert summary["series"] == 5 and len(snapshot) == 15
@@ -111,3 +114,31 @@ def test_a_process_pool_gives_the_same_forecasts_as_one_process() -> None:
     two, backtests_two, _ = forecast_filled(filled, date(2025, 7, 1), horizon=3, folds=2, workers=2)
     pd.testing.assert_frame_equal(one, two)
     pd.testing.assert_frame_equal(backtests_one, backtests_two)
+
+
+def test_series_are_built_monthly_and_weekly_for_configured_levels_and_crossings(
+    core_engine: Engine, tmp_path: Path
+) -> None:
+    """EMEA's orders fall on the 15th of January to June 2026. As of Saturday 20 June, June and the week of
+    15 June are incomplete and left out; weeks without an order are zero."""
+    settings = replace(
+        _settings(core_engine, tmp_path, partitions=2), forecast_levels=("region", "region*segment")
+    )
+    plan = prepare_forecasts(settings, date(2026, 6, 20), "run-series")
+    series = read_frame(
+        core_engine, "select * from marts.sales_series order by grain, series_id, period_start"
+    )
+    assert plan["series"] == 3
+    ids = {"total:all", "region:EMEA", "region*segment:EMEA | SMB"}
+    for grain, expected_rows in (("month", 5), ("week", 22)):
+        part = series[series["grain"] == grain]
+        assert set(part["series_id"]) == ids
+        for _, one in part.groupby("series_id"):
+            assert len(one) == expected_rows
+            assert one["revenue"].sum() == pytest.approx(sum(EMEA[:5]))
+    monthly = series[(series["grain"] == "month") & (series["series_id"] == "region*segment:EMEA | SMB")]
+    assert monthly["revenue"].tolist() == pytest.approx(EMEA[:5])
+    weekly = series[(series["grain"] == "week") & (series["series_id"] == "total:all")]
+    assert str(weekly["period_start"].iloc[0])[:10] == "2026-01-12"  # the Monday of 15 January
+    assert str(weekly["period_start"].iloc[-1])[:10] == "2026-06-08"  # the last complete week
+    assert (weekly["revenue"] > 0).sum() == 5

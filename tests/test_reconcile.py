@@ -132,3 +132,32 @@ def test_the_forecast_step_writes_coherent_snapshots() -> None:
     assert (snapshot["lo95"] <= snapshot["forecast"]).all() and (
         snapshot["forecast"] <= snapshot["hi95"]
     ).all()
+
+
+def test_a_crossing_adds_up_to_its_levels_and_to_the_total() -> None:
+    """region x segment: each region is the sum of its crossings, each segment too, and all of them the
+    total. The constraints repeat each other (the projection must cope with that)."""
+    rng = np.random.default_rng(3)
+    regions, segments = ["EMEA", "APAC", "AMER"], ["SMB", "Enterprise"]
+    values = {"total:all": (1000.0, 40.0)}
+    for r in regions:
+        values[f"region:{r}"] = (rng.uniform(250, 400), rng.uniform(10, 30))
+    for s in segments:
+        values[f"segment:{s}"] = (rng.uniform(400, 600), rng.uniform(10, 30))
+    for r in regions:
+        for s in segments:
+            values[f"region*segment:{r} | {s}"] = (rng.uniform(120, 200), rng.uniform(5, 20))
+    base = _rows(values)
+    c = constraint_matrix(base["level"], base["member"])
+    assert c.shape == (3 + 3 + 2, len(base))  # 3 levels to the total, 3 regions, 2 segments
+    assert np.linalg.matrix_rank(c) < c.shape[0]
+    result = reconcile(base).forecasts.set_index("series_id")["forecast"]
+    assert abs(result["total:all"] - sum(result[f"region:{r}"] for r in regions)) < 1e-6
+    for r in regions:
+        crossings = sum(result[f"region*segment:{r} | {s}"] for s in segments)
+        assert crossings == pytest.approx(result[f"region:{r}"], abs=1e-6)
+    for s in segments:
+        crossings = sum(result[f"region*segment:{r} | {s}"] for r in regions)
+        assert crossings == pytest.approx(result[f"segment:{s}"], abs=1e-6)
+    assert incoherence(reconcile(base).forecasts) < 1e-6
+    assert incoherence(base) > 1.0

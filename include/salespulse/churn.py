@@ -153,5 +153,8 @@ def churn_warnings(
         else pd.Series()
     )
     prior = now["customer_id"].map(before)
-    crossed = now[prior.isna() | (prior < threshold)].assign(previous_probability=prior)
+    crossing = prior.isna() | (prior < threshold)
+    # prior[crossing], not prior: assigning a Series to an empty frame adopts the Series' index, which
+    # turned "nobody crossed" into rows of nothing but previous probabilities.
+    crossed = now[crossing].assign(previous_probability=prior[crossing])
     return crossed.sort_values("churn_probability", ascending=False)

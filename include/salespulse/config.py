@@ -23,6 +23,13 @@ EXPECTATIONS_DIR = REPO_ROOT / "include" / "expectations"
 WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_SALESPULSE_WAREHOUSE"
 # How forecasts are made coherent (salespulse.reconcile), checked here when the settings are read.
 RECONCILIATION_METHODS = ("wls_var", "ols", "none")
+# Candidate forecasting models (salespulse.forecast.candidate_factory) and the ones tried by default.
+# ARIMA's order search costs about 7 statsmodels fits per series, so ARIMA is there to opt in to.
+FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped", "arima", "sarima")
+DEFAULT_FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped")
+# Customer and product attributes a level of the sales hierarchy can split revenue by (marts.sales_by_level).
+HIERARCHY_ATTRIBUTES = ("region", "segment", "category", "sales_owner")
+DEFAULT_FORECAST_LEVELS = ("region", "segment", "category", "sales_owner")
 
 # Airflow connection schemes -> SQLAlchemy driver names.
 _SCHEME_TO_SQLALCHEMY = {
@@ -67,6 +74,36 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return _env_parsed(env, name, default, float, "a number")
 
 
+def parse_levels(raw: str) -> tuple[str, ...]:
+    """``"region, segment, region*category"`` -> the levels below the total, each one attribute or a crossing
+    of several (joined by ``*``, in the order given). Unknown attributes and repeats are refused."""
+    levels: list[str] = []
+    for part in raw.split(","):
+        attributes = [a.strip() for a in part.split("*") if a.strip()]
+        if not attributes:
+            continue
+        unknown = [a for a in attributes if a not in HIERARCHY_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown attribute {unknown[0]!r} (known: {', '.join(HIERARCHY_ATTRIBUTES)})")
+        if len(set(attributes)) != len(attributes):
+            raise ValueError(f"{part.strip()!r} crosses an attribute with itself")
+        level = "*".join(attributes)
+        if level not in levels:
+            levels.append(level)
+    return tuple(levels)
+
+
+def parse_models(raw: str) -> tuple[str, ...]:
+    """``"ets, arima"`` -> the candidate models, in order, each known."""
+    models = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    unknown = [m for m in models if m not in FORECAST_MODELS]
+    if unknown or not models:
+        raise ValueError(
+            f"unknown model {unknown[0] if unknown else raw!r} (known: {', '.join(FORECAST_MODELS)})"
+        )
+    return models
+
+
 def _env_ints(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     def parse(raw: str) -> tuple[int, ...]:
         return tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
@@ -91,6 +128,11 @@ class Settings:
     forecast_reconciliation: str = "wls_var"
     forecast_partitions: int = 4
     forecast_workers: int = 1
+    forecast_levels: tuple[str, ...] = DEFAULT_FORECAST_LEVELS
+    forecast_models: tuple[str, ...] = DEFAULT_FORECAST_MODELS
+    funnel_months: int = 2
+    funnel_min_deals: int = 20
+    funnel_lookback_days: int = 365
     variance_horizons: tuple[int, ...] = (1, 3)
     variance_window: int = 6
     variance_pct_threshold: float = 0.10
@@ -144,6 +186,29 @@ class Settings:
             # workers), and each task forecasts its series on this many processes.
             forecast_partitions=max(1, _env_int(env, "SALESPULSE_FORECAST_PARTITIONS", 4)),
             forecast_workers=max(1, _env_int(env, "SALESPULSE_FORECAST_WORKERS", 1)),
+            # The levels below the total that get series, forecasts and variance: attributes, or crossings
+            # such as region*segment.
+            forecast_levels=_env_parsed(
+                env,
+                "SALESPULSE_FORECAST_LEVELS",
+                DEFAULT_FORECAST_LEVELS,
+                parse_levels,
+                f"levels separated by commas, each one of {', '.join(HIERARCHY_ATTRIBUTES)} or a crossing "
+                "such as region*segment",
+            ),
+            # The candidate models each series' backtest chooses from.
+            forecast_models=_env_parsed(
+                env,
+                "SALESPULSE_FORECAST_MODELS",
+                DEFAULT_FORECAST_MODELS,
+                parse_models,
+                f"model names separated by commas, from {', '.join(FORECAST_MODELS)}",
+            ),
+            # Funnel forecast: months where the pipeline adjusts the statistical forecast, the closed deals a
+            # stage needs before its learned win rate replaces the reps' probability, and the look-back.
+            funnel_months=_env_int(env, "SALESPULSE_FUNNEL_MONTHS", 2),
+            funnel_min_deals=_env_int(env, "SALESPULSE_FUNNEL_MIN_DEALS", 20),
+            funnel_lookback_days=_env_int(env, "SALESPULSE_FUNNEL_LOOKBACK_DAYS", 365),
             # Re-read this many minutes before the watermark, for sources whose rows commit late.
             watermark_lookback=timedelta(minutes=_env_int(env, "SALESPULSE_WATERMARK_LOOKBACK_MINUTES", 0)),
             # A larger extract is loaded in parts of at most this many rows, so memory stays bounded.

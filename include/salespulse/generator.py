@@ -411,6 +411,10 @@ def _interactions(
 
 
 def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, start: date, end: date):
+    """The funnel as a CRM exports it: one row per opportunity and version, a new version each time the
+    deal enters a stage or closes, with ``updated_at`` the moment of the change. An incremental load as of
+    a date therefore sees each deal as it stood then (not its final outcome), and ``last_open_stage`` keeps,
+    on a closed deal, the stage it was closed from."""
     n = len(customers)
     end_day = np.datetime64(end, "D")
     signup = np.maximum(
@@ -424,15 +428,19 @@ def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, start: dat
     created = signup[owner] + (rng.random(k) * span).astype(int).astype("timedelta64[D]")
     # Walk each opportunity through the funnel until it drops out, wins, or runs into the end of the data.
     stage = np.zeros(k, dtype=int)  # index into FUNNEL_STAGES[:4]
+    entered = np.full((k, len(STAGE_ADVANCE)), np.datetime64("NaT"), dtype="datetime64[D]")
+    entered[:, 0] = created
     clock = created.copy()
     outcome = np.full(k, "open", dtype=object)
+    parked = np.zeros(k, dtype=bool)  # still in a stage at the end of the data: moves no further
     for step, (advance, mean_days) in enumerate(zip(STAGE_ADVANCE, STAGE_DAYS, strict=True)):
-        active = outcome == "open"
+        active = (outcome == "open") & ~parked
         stay = rng.exponential(mean_days, size=k).astype(int).astype("timedelta64[D]") + np.timedelta64(
             1, "D"
         )
         leaves_at = clock + stay
         still_open = active & (leaves_at > end_day)
+        parked |= still_open
         decided = active & ~still_open
         moves_on = decided & (rng.random(k) < advance)
         lost = decided & ~moves_on
@@ -440,46 +448,56 @@ def _opportunities(rng: np.random.Generator, customers: pd.DataFrame, start: dat
         clock[decided] = leaves_at[decided]
         if step < len(STAGE_ADVANCE) - 1:
             stage[moves_on] = step + 1
+            entered[moves_on, step + 1] = leaves_at[moves_on]
         else:
             outcome[moves_on] = "won"
-    stage_name = np.asarray(FUNNEL_STAGES[:4], dtype=object)[stage]
-    stage_name[outcome == "won"] = "closed_won"
-    stage_name[outcome == "lost"] = "closed_lost"
     closed = np.where(outcome == "open", np.datetime64("NaT"), clock).astype("datetime64[D]")
     deal = customers["segment"].map({s: v[4] for s, v in SEGMENTS.items()}).to_numpy()[owner]
     expected_close = created + (rng.normal(75, 20, size=k).clip(20, 200)).astype(int).astype("timedelta64[D]")
-    updated = np.where(outcome == "open", created, closed).astype("datetime64[D]")
-    return pd.DataFrame(
+    deals = pd.DataFrame(
         {
             "opportunity_id": np.char.add("OP", np.char.zfill(np.arange(1, k + 1).astype(str), 8)).astype(
                 object
             ),
             "customer_id": customers["customer_id"].to_numpy()[owner],
             "owner": customers["sales_owner"].to_numpy()[owner],
-            "stage": stage_name,
             "amount": np.round(deal * rng.lognormal(0, 0.6, size=k), 2),
-            # The rep's win probability: the stage's default, nudged by judgement in steps of 5% while the
-            # deal is open; exactly 1 or 0 once it is closed.
-            "probability": np.where(
-                outcome == "open",
-                np.clip(
-                    np.round(
-                        (pd.Series(stage_name).map(STAGE_PROBABILITY).to_numpy() + rng.normal(0, 0.05, k))
-                        * 20
-                    )
-                    / 20,
-                    0.0,
-                    1.0,
-                ),
-                pd.Series(stage_name).map(STAGE_PROBABILITY).to_numpy(),
-            ),
             "currency": "USD",
             "created_date": created,
             "expected_close_date": expected_close,
-            "closed_date": closed,
-            "updated_at": _timestamps(updated, rng),
         }
     )
+    versions = []
+    for j, stage_name in enumerate(FUNNEL_STAGES[:4]):
+        reached = ~np.isnat(entered[:, j])
+        versions.append(
+            deals[reached].assign(
+                stage=stage_name,
+                last_open_stage=stage_name,
+                closed_date=np.datetime64("NaT"),
+                changed=entered[reached, j],
+                # The rep's win probability: the stage's default, nudged by judgement in steps of 5%.
+                probability=np.clip(
+                    np.round((STAGE_PROBABILITY[stage_name] + rng.normal(0, 0.05, reached.sum())) * 20) / 20,
+                    0.0,
+                    1.0,
+                ),
+            )
+        )
+    is_closed = outcome != "open"
+    final_stage = np.where(outcome == "won", "closed_won", "closed_lost")[is_closed]
+    versions.append(
+        deals[is_closed].assign(
+            stage=final_stage,
+            last_open_stage=np.asarray(FUNNEL_STAGES[:4], dtype=object)[stage[is_closed]],
+            closed_date=closed[is_closed],
+            changed=closed[is_closed],
+            probability=np.where(final_stage == "closed_won", 1.0, 0.0),
+        )
+    )
+    out = pd.concat(versions).sort_values(["opportunity_id", "changed"], kind="stable")
+    out["updated_at"] = _timestamps(out["changed"].to_numpy().astype("datetime64[D]"), rng)
+    return out.drop(columns="changed").reset_index(drop=True)
 
 
 def _targets(
@@ -576,9 +594,13 @@ def _inject_defects(
     orders.loc[orders.index[unknown], "customer_id"] = [f"X{n:07d}" for n in range(1, len(unknown) + 1)]
     defects["unknown_customer"] = orders["order_id"].iloc[unknown].tolist()
 
-    # A win probability typed as a percentage (60 for 0.6).
+    # A win probability typed as a percentage (60 for 0.6), on the latest version of a deal (an earlier
+    # version with it would be superseded by the next before any load that saw both).
     opportunities = tables["opportunities"]
-    percent = sample(opportunities, rate / 2)
+    latest = np.flatnonzero(~opportunities["opportunity_id"].duplicated(keep="last").to_numpy())
+    percent = np.sort(
+        rng.choice(latest, size=min(max(1, round(len(latest) * rate / 2)), len(latest)), replace=False)
+    )
     opportunities.loc[opportunities.index[percent], "probability"] = (
         opportunities["probability"].iloc[percent].to_numpy() * 100 + 5
     )

@@ -132,6 +132,7 @@ OPPORTUNITIES = Entity(
         ("customer_id", "string", True),
         ("owner", "string"),
         ("stage", "string", True),
+        ("last_open_stage", "string"),
         ("amount", "float", True),
         ("probability", "float"),
         ("currency", "string", True),

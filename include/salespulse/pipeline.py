@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
 
 from salespulse.churn import churn_risk, churn_warnings
 from salespulse.clusters import cluster_features, fit_clusters
@@ -32,6 +32,7 @@ from salespulse.config import Settings
 from salespulse.dictionary import grant_reporting_reader
 from salespulse.drivers import drivers_by_level
 from salespulse.forecast import complete_months, forecast_filled
+from salespulse.funnel import FunnelRules, combine, funnel_forecast, monthly_bookings
 from salespulse.ingest import ingest_from_source
 from salespulse.reconcile import incoherence, reconcile
 from salespulse.segments import (
@@ -73,6 +74,26 @@ def warehouse(settings: Settings) -> Generator[Engine]:
 
 def month_start(day: date) -> date:
     return date(day.year, day.month, 1)
+
+
+def week_start(day: date) -> date:
+    """The Monday of ``day``'s week (weeks as ``date_trunc('week', ...)`` has them in both warehouses)."""
+    return day - timedelta(days=day.weekday())
+
+
+def write_series_levels(conn: Connection, levels: Sequence[str]) -> None:
+    """Make ``marts.series_levels`` say ``levels`` (from ``SALESPULSE_FORECAST_LEVELS``): the levels below the
+    total that ``marts.sales_by_level`` splits revenue by."""
+    rows = pd.DataFrame(
+        [
+            {"level": level, "attribute": attribute, "position": position}
+            for level in levels
+            for position, attribute in enumerate(level.split("*"))
+        ],
+        columns=["level", "attribute", "position"],
+    )
+    conn.execute(text("delete from marts.series_levels"))
+    bulk_insert(conn, "marts", "series_levels", rows)
 
 
 def _record_step(
@@ -301,6 +322,9 @@ def add_value_and_lifecycle(
     return out.drop(columns=list(history.columns)), model
 
 
+MONTHLY_SERIES_IDS = "select distinct series_id from marts.sales_series where grain = 'month'"
+
+
 def partition_of(series_id: str, partitions: int) -> int:
     """A series' partition: stable across runs and machines (CRC-32 of its id), so a retry redoes the
     same set."""
@@ -308,17 +332,31 @@ def partition_of(series_id: str, partitions: int) -> int:
 
 
 def prepare_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
-    """Rebuild the monthly series from core and say which partitions have series to forecast."""
-    with warehouse(settings) as engine:
-        with engine.begin() as conn:
-            run_sql_file(
-                conn,
-                "marts/build_sales_series.sql",
-                {"as_of_month": month_start(as_of), "as_of_date": as_of, "run_id": run_id},
-            )
-            conn.execute(text("delete from marts.forecast_staging where run_id = :r"), {"r": run_id})
-        ids = read_frame(engine, "select distinct series_id from marts.sales_series")["series_id"]
-    partitions = sorted({partition_of(str(s), settings.forecast_partitions) for s in ids})
+    """Rebuild the monthly and weekly series of the configured levels from core and say which partitions
+    have (monthly) series to forecast."""
+    this_month, this_week = month_start(as_of), week_start(as_of)
+    periods = {
+        "as_of_month": this_month,
+        "as_of_week": this_week,
+        "last_month": (pd.Timestamp(this_month) - pd.DateOffset(months=1)).date(),
+        "last_week": this_week - timedelta(days=7),
+    }
+    with warehouse(settings) as engine, engine.begin() as conn:
+        write_series_levels(conn, settings.forecast_levels)
+        run_sql_file(conn, "marts/build_sales_series.sql", {**periods, "as_of_date": as_of, "run_id": run_id})
+        conn.execute(text("delete from marts.forecast_staging where run_id = :r"), {"r": run_id})
+        ids = read_frame(conn, MONTHLY_SERIES_IDS)["series_id"]
+        # Each series' partition, stored so that a partition task reads only its own series.
+        assignment = pd.DataFrame(
+            {
+                "run_id": run_id,
+                "series_id": ids.astype(str),
+                "partition_no": [partition_of(str(s), settings.forecast_partitions) for s in ids],
+            }
+        )
+        conn.execute(text("delete from marts.forecast_partitions where run_id = :r"), {"r": run_id})
+        bulk_insert(conn, "marts", "forecast_partitions", assignment)
+    partitions = sorted(set(assignment["partition_no"].tolist()))
     return {"series": len(ids), "partitions": partitions}
 
 
@@ -328,11 +366,13 @@ def forecast_partition(settings: Settings, as_of: date, run_id: str, partition: 
     started = datetime.now()
     with warehouse(settings) as engine:
         series = read_frame(
-            engine, "select series_id, level, member, period_start, revenue from marts.sales_series"
+            engine,
+            "select series.series_id, series.level, series.member, series.period_start, series.revenue "
+            "from marts.sales_series as series inner join marts.forecast_partitions as part "
+            "on part.series_id = series.series_id and part.run_id = :r and part.partition_no = :p "
+            "where series.grain = 'month'",
+            {"r": run_id, "p": partition},
         )
-        series = series[
-            [partition_of(str(s), settings.forecast_partitions) == partition for s in series["series_id"]]
-        ]
         base, backtests, caught = forecast_filled(
             complete_months(series, as_of),
             as_of,
@@ -340,6 +380,7 @@ def forecast_partition(settings: Settings, as_of: date, run_id: str, partition: 
             settings.backtest_folds,
             settings.season_length,
             settings.forecast_workers,
+            settings.forecast_models,
         )
         created = datetime.now()
         ids = sorted(series["series_id"].unique())
@@ -386,12 +427,10 @@ def publish_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str,
     started = datetime.now()
     with warehouse(settings) as engine:
         staged = read_frame(engine, "select * from marts.forecast_staging where run_id = :r", {"r": run_id})
-        expected = read_frame(engine, "select count(distinct series_id) as n from marts.sales_series")[
-            "n"
-        ].iloc[0]
-        if staged["series_id"].nunique() != int(expected):
+        expected = len(read_frame(engine, MONTHLY_SERIES_IDS))
+        if staged["series_id"].nunique() != expected:
             raise RuntimeError(
-                f"run {run_id}: {staged['series_id'].nunique()} of {int(expected)} series forecast; "
+                f"run {run_id}: {staged['series_id'].nunique()} of {expected} series forecast; "
                 "a partition is missing, so nothing is published"
             )
         staged = staged.drop(columns=["run_id", "partition_no", "created_at"])
@@ -413,6 +452,71 @@ def publish_forecasts(settings: Settings, as_of: date, run_id: str) -> dict[str,
         "reconciliation": settings.forecast_reconciliation,
         "max_incoherence": incoherence(snapshot),
         "models": {str(k): int(v) for k, v in models.items()},
+    }
+
+
+def funnel_rules(settings: Settings) -> FunnelRules:
+    return FunnelRules(
+        lookback_days=settings.funnel_lookback_days,
+        min_deals=settings.funnel_min_deals,
+        horizon=settings.forecast_horizon,
+        funnel_months=settings.funnel_months,
+    )
+
+
+def build_funnel(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
+    """The funnel forecast of the deals open on ``as_of`` (:mod:`salespulse.funnel`), stage rates and
+    sales-cycle length, combined with the run's statistical snapshot. Re-running a run replaces its rows."""
+    started = datetime.now()
+    rules = funnel_rules(settings)
+    with warehouse(settings) as engine:
+        opportunities = read_frame(
+            engine,
+            "select opportunity_id, customer_id, stage, last_open_stage, amount, probability, created_date, "
+            "expected_close_date, closed_date from core.fct_opportunity where created_date < :as_of",
+            {"as_of": as_of},
+        )
+        customers = read_frame(
+            engine, "select customer_id, region, segment, sales_owner from core.dim_customer"
+        )
+        statistical = read_frame(
+            engine,
+            "select series_id, period_start, forecast from marts.forecast_snapshot where run_id = ("
+            " select run_id from marts.forecast_snapshot where as_of_date <= :as_of"
+            " order by as_of_date desc, created_at desc limit 1)",
+            {"as_of": as_of},
+        )
+        statistical["period_start"] = pd.to_datetime(statistical["period_start"])
+        forecast, rates, cycles = funnel_forecast(opportunities, customers, as_of, rules)
+        combined = combine(forecast, statistical, monthly_bookings(opportunities, customers, as_of), rules)
+        stamp = {"as_of_date": as_of, "run_id": run_id, "created_at": datetime.now()}
+        with engine.begin() as conn:
+            for table in ("funnel_forecast", "funnel_stage_rates", "funnel_cycle"):
+                conn.execute(text(f"delete from marts.{table} where run_id = :r"), {"r": run_id})
+            bulk_insert(conn, "marts", "funnel_forecast", combined.assign(**stamp))
+            bulk_insert(conn, "marts", "funnel_stage_rates", rates.assign(**stamp))
+            bulk_insert(conn, "marts", "funnel_cycle", cycles.assign(**stamp))
+        total = combined[combined["series_id"] == "total:all"]
+        _record_step(
+            engine,
+            run_id,
+            "build_funnel",
+            as_of,
+            len(combined),
+            f"open_deals={int(total['open_deals'].sum())}",
+            started,
+        )
+    won = cycles.loc[cycles["outcome"] == "won"].iloc[0]
+    return {
+        "open_deals": int(rates["open_deals"].sum()),
+        "open_deals_in_horizon": int(total["open_deals"].sum()),
+        "pipeline_amount": round(float(total["pipeline_amount"].sum()), 2),
+        "expected_bookings": round(float(total["expected_bookings"].sum()), 2),
+        "win_rates": {
+            r.stage: None if pd.isna(r.win_rate) else round(float(r.win_rate), 3) for r in rates.itertuples()
+        },
+        "median_won_cycle_days": None if pd.isna(won["median_days"]) else float(won["median_days"]),
+        "rows": len(combined),
     }
 
 
@@ -447,11 +551,13 @@ def build_variance(settings: Settings, as_of: date, run_id: str) -> dict[str, An
     rules = variance_rules(settings)
     period = reported_month(as_of)
     with warehouse(settings) as engine:
+        with engine.begin() as conn:
+            write_series_levels(conn, settings.forecast_levels)
         actuals = actuals_with_zeros(
             read_frame(
                 engine,
-                "select series_id, level, member, period_start, revenue from core.sales_by_level_month "
-                "where period_start <= :period",
+                "select series_id, level, member, period_start, revenue from marts.sales_by_level "
+                "where grain = 'month' and period_start <= :period",
                 {"period": period},
             ),
             as_of,
@@ -581,7 +687,19 @@ def headline(settings: Settings) -> dict[str, Any]:
             "from reporting.forecast_accuracy order by level, horizon",
         )
         flags = read_frame(engine, "select count(*) as n from reporting.variance_flags")
+        funnel = read_frame(
+            engine,
+            "select period_start, open_deals, expected_bookings, statistical_forecast, combined_forecast "
+            "from reporting.funnel_forecast where series_id = 'total:all' order by period_start",
+        )
+        stages = read_frame(
+            engine,
+            "select stage, win_rate, conversion_to_next from reporting.funnel_stage_conversion "
+            "where as_of_date = (select max(as_of_date) from reporting.funnel_stage_conversion)",
+        )
     return {
+        "funnel": funnel.to_dict(orient="records"),
+        "funnel_stages": stages.to_dict(orient="records"),
         "total_drivers": drivers[0] if drivers else None,
         "rows_read": int(loads["rows_read"] or 0),
         "rows_loaded": int(loads["rows_loaded"] or 0),

@@ -1,7 +1,8 @@
 """Coherent forecasts: every level's members add up to the total, period by period.
 
 The levels are a grouped structure: region, segment, category and sales owner each split the same total,
-with no single bottom level below all of them. So instead of summing a bottom level up, the base
+with no single bottom level below all of them; a crossing (region*segment) splits the total too, and each
+of its levels' members as well. So instead of summing a bottom level up, the base
 forecasts are projected onto the coherent subspace (the constraint form of MinT, Wickramasuriya,
 Athanasopoulos and Hyndman 2019):
 
@@ -38,17 +39,46 @@ class ReconcileResult:
     clipped: int  # reconciled values below zero set to zero
 
 
-def constraint_matrix(levels: pd.Series) -> np.ndarray:
-    """One row per level other than the total: +1 on the total, -1 on each of that level's members."""
+CROSSING = "*"  # "region*segment": the crossing of two levels, members "EMEA | Enterprise"
+MEMBER_SEPARATOR = " | "
+
+
+def aggregation_groups(levels: pd.Series, members: pd.Series | None = None) -> list[tuple[int, np.ndarray]]:
+    """Every "parent = sum of children" the series must satisfy, as (parent position, child positions):
+    the total is the sum of each level's members, and with ``members`` given, each member of a level is
+    the sum of the members of a crossing that contain it (``region:EMEA`` is the sum of the
+    ``region*segment:EMEA | <segment>`` series).
+    """
     levels = levels.reset_index(drop=True)
-    others = [lv for lv in dict.fromkeys(levels) if lv != TOTAL]
-    total = np.flatnonzero(levels.to_numpy() == TOTAL)
+    level_values = levels.to_numpy()
+    total = np.flatnonzero(level_values == TOTAL)
     if len(total) != 1:
         raise ValueError(f"reconciliation needs exactly one total series, got {len(total)}")
-    rows = np.zeros((len(others), len(levels)))
-    for i, level in enumerate(others):
-        rows[i, total[0]] = 1.0
-        rows[i, levels.to_numpy() == level] = -1.0
+    groups = [(int(total[0]), np.flatnonzero(level_values == level)) for level in dict.fromkeys(levels)]
+    groups = [(parent, children) for parent, children in groups if level_values[children[0]] != TOTAL]
+    if members is None:
+        return groups
+    member_values = members.reset_index(drop=True).to_numpy()
+    position = {(lv, m): i for i, (lv, m) in enumerate(zip(level_values, member_values, strict=True))}
+    for crossing in dict.fromkeys(lv for lv in level_values if CROSSING in lv):
+        rows = np.flatnonzero(level_values == crossing)
+        parts = [str(member_values[r]).split(MEMBER_SEPARATOR) for r in rows]
+        for k, attribute in enumerate(crossing.split(CROSSING)):
+            for value in dict.fromkeys(p[k] for p in parts):
+                parent = position.get((attribute, value))
+                if parent is not None:
+                    groups.append((parent, rows[[p[k] == value for p in parts]]))
+    return groups
+
+
+def constraint_matrix(levels: pd.Series, members: pd.Series | None = None) -> np.ndarray:
+    """One row per :func:`aggregation_groups` entry: +1 on the parent, -1 on each child. Rows may be
+    linearly dependent (a crossing restates its levels' totals); :func:`project` allows for that."""
+    groups = aggregation_groups(levels, members)
+    rows = np.zeros((len(groups), len(levels)))
+    for i, (parent, children) in enumerate(groups):
+        rows[i, parent] = 1.0
+        rows[i, children] = -1.0
     return rows
 
 
@@ -61,7 +91,10 @@ def project(base: np.ndarray, constraints: np.ndarray, variances: np.ndarray) ->
     w = np.where(np.isnan(w), np.nanmin(w) * 1e-6 if np.isfinite(np.nanmin(w)) else 1.0, w)
     wc = w[:, None] * constraints.T
     gap = constraints @ base
-    return base - wc @ np.linalg.solve(constraints @ wc, gap)
+    # Least squares, not solve: with crossings the constraints repeat each other, so C W C' is singular.
+    # The gap lies in its range, and every solution gives the same adjustment W C' lambda.
+    multipliers = np.linalg.lstsq(constraints @ wc, gap, rcond=None)[0]
+    return base - wc @ multipliers
 
 
 def reconcile(forecasts: pd.DataFrame, method: str = "wls_var") -> ReconcileResult:
@@ -78,7 +111,7 @@ def reconcile(forecasts: pd.DataFrame, method: str = "wls_var") -> ReconcileResu
     clipped = 0
     for _, index in out.groupby("period_start").groups.items():
         part = out.loc[index]
-        c = constraint_matrix(part["level"])
+        c = constraint_matrix(part["level"], part["member"])
         if method == "ols":
             variances = np.ones(len(part))
         else:
@@ -94,12 +127,12 @@ def reconcile(forecasts: pd.DataFrame, method: str = "wls_var") -> ReconcileResu
 
 
 def incoherence(forecasts: pd.DataFrame) -> float:
-    """The largest |total - sum of one level's members| over the periods."""
+    """The largest |parent - sum of its children| (:func:`aggregation_groups`) over the periods."""
     if forecasts.empty or TOTAL not in set(forecasts["level"]):
         return 0.0
-    total = forecasts[forecasts["level"] == TOTAL].set_index("period_start")["forecast"]
-    sums = forecasts[forecasts["level"] != TOTAL].groupby(["level", "period_start"])["forecast"].sum()
-    if sums.empty:
-        return 0.0
-    gaps = sums - total.reindex(sums.index.get_level_values("period_start")).to_numpy()
-    return float(gaps.abs().max())
+    worst = 0.0
+    for _, part in forecasts.groupby("period_start"):
+        values = part["forecast"].to_numpy(float)
+        for parent, children in aggregation_groups(part["level"], part["member"]):
+            worst = max(worst, abs(values[parent] - values[children].sum()))
+    return float(worst)

@@ -60,8 +60,8 @@ def load_report_data(engine: Engine, as_of: date, period: date) -> ReportData:
     actuals = actuals_with_zeros(
         read_frame(
             engine,
-            "select series_id, level, member, period_start, revenue from core.sales_by_level_month "
-            "where period_start <= :period",
+            "select series_id, level, member, period_start, revenue from marts.sales_by_level "
+            "where grain = 'month' and period_start <= :period",
             params,
         ),
         as_of,

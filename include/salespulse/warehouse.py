@@ -33,6 +33,7 @@ SCHEMA_FILES = (
     "quality/create_tables.sql",
     "audit/create_tables.sql",
     "marts/create_tables.sql",
+    "marts/create_views.sql",
     "reporting/create_tables.sql",
     "reporting/create_views.sql",
 )
@@ -115,7 +116,7 @@ def run_sql_file(
 # Derived tables whose shape changed: (table, a column only the new shape has). Their rows are rebuilt from
 # kept inputs (forecast snapshots, core), so an old-shaped one is dropped and recreated empty; re-run the
 # DAG that fills it for the periods wanted.
-RESHAPED_DERIVED_TABLES = (("marts.fct_variance", "flagged"),)
+RESHAPED_DERIVED_TABLES = (("marts.fct_variance", "flagged"), ("marts.sales_series", "grain"))
 
 
 def _drop_reshaped_tables(conn: Connection) -> None:

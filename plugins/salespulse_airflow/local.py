@@ -156,13 +156,25 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
             f"{d['revenue_change']:+,.0f} = volume {d['volume_effect']:+,.0f} + mix {d['mix_effect']:+,.0f} "
             f"+ price {d['price_effect']:+,.0f}"
         )
+    stages = cast(list[Mapping[str, Any]], headline.get("funnel_stages") or [])
+    if stages:
+        rates = ", ".join(f"{s['stage']} {s['win_rate']:.0%}" for s in stages if pd.notna(s["win_rate"]))
+        print(f"  funnel win rate by stage, learned from closed deals: {rates}")
+    for row in cast(list[Mapping[str, Any]], headline.get("funnel") or [])[:3]:
+        combined = row["combined_forecast"]
+        print(
+            f"    {str(row['period_start'])[:7]}  open deals {row['open_deals']}  expected bookings "
+            f"{row['expected_bookings']:,.0f}  statistical {row['statistical_forecast']:,.0f}  "
+            f"combined {'n/a' if pd.isna(combined) else f'{combined:,.0f}'}"
+        )
     reports = cast(list[str], headline["reports"])
     if reports:
         print(f"  variance report (static HTML + PNG): file://{reports[-1]}")
         print(f"    every month's report: file://{Path(reports[-1]).parent.parent / 'index.html'}")
     print("  BI views: reporting.customer_segments, reporting.segment_summary, reporting.segment_migration,")
     print("            reporting.forecast_vs_actual, reporting.variance, reporting.variance_flags,")
-    print("            reporting.forecast_accuracy, reporting.revenue_drivers,")
+    print("            reporting.forecast_accuracy, reporting.revenue_drivers, reporting.funnel_forecast,")
+    print("            reporting.funnel_stage_conversion, reporting.sales_cycle, reporting.funnel_accuracy,")
     print("            reporting.customer_bridge, reporting.data_quality_daily, reporting.ingestion_batches")
     print("  data dictionary: reporting.data_dictionary, docs/data_dictionary.md")
 

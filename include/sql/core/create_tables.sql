@@ -102,3 +102,6 @@ create table if not exists core.fct_opportunity (
     _loaded_at timestamp not null,
     primary key (opportunity_id)
 );
+-- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it).
+alter table core.fct_opportunity add column if not exists last_open_stage varchar;
+

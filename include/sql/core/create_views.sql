@@ -34,48 +34,5 @@ final as (
 
 select * from final;
 
--- Monthly revenue of completed orders per level of the sales hierarchy: the total, each region, customer
--- segment, product category and sales owner. One definition, read by the forecasts (complete months before
--- their as-of date) and the variance report (the month it reports and the history before it).
-create or replace view core.sales_by_level_month as
-with sales as (
-    select
-        order_id,
-        customer_id,
-        cast(date_trunc('month', order_date) as date) as period_start,
-        coalesce(region, 'unknown') as region,
-        coalesce(segment, 'unknown') as segment,
-        coalesce(category, 'unknown') as category,
-        coalesce(sales_owner, 'unknown') as sales_owner,
-        net_amount
-    from core.sales_lines
-    where status = 'completed'
-),
-
-by_level as (
-    select 'total' as level, 'all' as member, period_start, order_id, customer_id, net_amount from sales
-    union all
-    select 'region' as level, region as member, period_start, order_id, customer_id, net_amount from sales
-    union all
-    select 'segment' as level, segment as member, period_start, order_id, customer_id, net_amount from sales
-    union all
-    select 'category' as level, category as member, period_start, order_id, customer_id, net_amount from sales
-    union all
-    select 'sales_owner' as level, sales_owner as member, period_start, order_id, customer_id, net_amount
-    from sales
-),
-
-final as (
-    select
-        level || ':' || member as series_id,
-        level,
-        member,
-        period_start,
-        sum(net_amount) as revenue,
-        count(distinct order_id) as orders,
-        count(distinct customer_id) as customers
-    from by_level
-    group by level, member, period_start
-)
-
-select * from final;
+-- The per-level revenue view moved to marts.sales_by_level (configurable levels, monthly and weekly grain).
+drop view if exists core.sales_by_level_month;

@@ -48,8 +48,20 @@ create table if not exists marts.customer_cluster_profile (
     primary key (snapshot_date, cluster)
 );
 
--- Monthly revenue as one long table (series_id, period_start, revenue), rebuilt from core on every forecast run.
+-- The levels of the sales hierarchy that have series besides the total: one row per level and attribute,
+-- written from SALESPULSE_FORECAST_LEVELS. A level of two attributes (region*segment) is their crossing.
+create table if not exists marts.series_levels (
+    level varchar not null,
+    attribute varchar not null,
+    position integer not null,
+    primary key (level, attribute)
+);
+
+-- Revenue per level, member and period as one long table (series_id, period_start, revenue), monthly and
+-- weekly, with periods without sales filled with zero and the incomplete current period left out. Rebuilt
+-- from core on every forecast run.
 create table if not exists marts.sales_series (
+    grain varchar not null,
     series_id varchar not null,
     level varchar not null,
     member varchar not null,
@@ -59,7 +71,7 @@ create table if not exists marts.sales_series (
     customers bigint not null,
     as_of_date date not null,
     run_id varchar not null,
-    primary key (series_id, period_start)
+    primary key (grain, series_id, period_start)
 );
 
 -- Every forecast ever made, with the date it was made and the model that made it. Never overwritten.
@@ -84,6 +96,15 @@ create table if not exists marts.forecast_snapshot (
 -- The model's own forecast before reconciliation, and how the levels were made to add up (added later).
 alter table marts.forecast_snapshot add column if not exists base_forecast double precision;
 alter table marts.forecast_snapshot add column if not exists reconciliation varchar;
+
+-- Which partition each monthly series is forecast in, per run (written by prepare_series, read by the
+-- mapped forecast tasks, so each reads only its own series).
+create table if not exists marts.forecast_partitions (
+    run_id varchar not null,
+    series_id varchar not null,
+    partition_no integer not null,
+    primary key (run_id, series_id)
+);
 
 -- Base forecasts of one run, one partition of series per mapped task, before they are reconciled together
 -- and published to forecast_snapshot. Emptied for the run once it is published.
@@ -226,4 +247,56 @@ create table if not exists marts.fct_customer_bridge (
     run_id varchar not null,
     created_at timestamp not null,
     primary key (report_as_of, series_id, step)
+);
+
+-- The funnel forecast of every run (salespulse.funnel): expected bookings from the deals open on the as-of
+-- date per level, member and month, with the statistical forecast and the two combined. Never overwritten.
+create table if not exists marts.funnel_forecast (
+    as_of_date date not null,
+    run_id varchar not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    period_start date not null,
+    horizon integer not null,
+    open_deals bigint not null,
+    pipeline_amount double precision not null,
+    expected_bookings double precision not null,
+    typical_bookings double precision not null,
+    statistical_forecast double precision,
+    combined_forecast double precision,
+    created_at timestamp not null,
+    primary key (run_id, series_id, period_start)
+);
+
+-- Stage win rates and conversion learned from the deals closed before each run's as-of date.
+create table if not exists marts.funnel_stage_rates (
+    as_of_date date not null,
+    run_id varchar not null,
+    stage varchar not null,
+    open_deals bigint not null,
+    open_amount double precision not null,
+    deals_reached bigint not null,
+    deals_won bigint not null,
+    win_rate double precision,
+    conversion_to_next double precision,
+    rep_probability double precision,
+    probability_used double precision,
+    source varchar not null,
+    created_at timestamp not null,
+    primary key (run_id, stage)
+);
+
+-- Sales-cycle length (days from created to closed) of the deals closed before each run's as-of date.
+create table if not exists marts.funnel_cycle (
+    as_of_date date not null,
+    run_id varchar not null,
+    outcome varchar not null,
+    deals bigint not null,
+    median_days double precision,
+    p25_days double precision,
+    p75_days double precision,
+    mean_days double precision,
+    created_at timestamp not null,
+    primary key (run_id, outcome)
 );

@@ -126,3 +126,5 @@ alter table raw.orders add column if not exists _extra varchar;
 alter table raw.order_lines add column if not exists _extra varchar;
 alter table raw.interactions add column if not exists _extra varchar;
 alter table raw.opportunities add column if not exists _extra varchar;
+-- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it).
+alter table raw.opportunities add column if not exists last_open_stage varchar;

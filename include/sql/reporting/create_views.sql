@@ -65,6 +65,12 @@ forecast as (
     inner join latest_run on latest_run.run_id = snapshot.run_id
 ),
 
+monthly as (
+    select series_id, level, member, period_start, revenue
+    from marts.sales_series
+    where grain = 'month'
+),
+
 final as (
     select
         coalesce(series.series_id, forecast.series_id) as series_id,
@@ -79,7 +85,7 @@ final as (
         forecast.hi95,
         forecast.model,
         forecast.as_of_date as forecast_as_of
-    from marts.sales_series as series
+    from monthly as series
     full outer join forecast
         on forecast.series_id = series.series_id
         and forecast.period_start = series.period_start
@@ -330,3 +336,86 @@ create or replace view reporting.customer_bridge as
 select report_as_of, period_start, baseline_start, series_id, level, member, step_order, step, customers, amount
 from marts.fct_customer_bridge
 where report_as_of = (select max(report_as_of) from marts.fct_customer_bridge);
+
+-- The latest funnel forecast: expected bookings per level, member and month, beside the statistical
+-- forecast and the combined one (salespulse.funnel documents the method).
+create or replace view reporting.funnel_forecast as
+with latest_run as (
+    select run_id
+    from marts.funnel_forecast
+    order by as_of_date desc, created_at desc
+    limit 1
+)
+
+select
+    funnel.as_of_date,
+    funnel.series_id,
+    funnel.level,
+    funnel.member,
+    funnel.period_start,
+    funnel.horizon,
+    funnel.open_deals,
+    funnel.pipeline_amount,
+    funnel.expected_bookings,
+    funnel.typical_bookings,
+    funnel.statistical_forecast,
+    funnel.combined_forecast
+from marts.funnel_forecast as funnel
+inner join latest_run on latest_run.run_id = funnel.run_id;
+
+-- Stage conversion and win rates as learned at every run (how the funnel's conversion moves over time).
+create or replace view reporting.funnel_stage_conversion as
+select
+    as_of_date,
+    stage,
+    open_deals,
+    open_amount,
+    deals_reached,
+    deals_won,
+    win_rate,
+    conversion_to_next,
+    rep_probability,
+    probability_used,
+    source
+from marts.funnel_stage_rates;
+
+-- Sales-cycle length at every run: days from created to closed, won deals and all closed deals.
+create or replace view reporting.sales_cycle as
+select as_of_date, outcome, deals, median_days, p25_days, p75_days, mean_days
+from marts.funnel_cycle;
+
+-- The funnel's expected bookings for a month, as first forecast one month ahead, against the amount
+-- actually won in that month (deals closed won, by close month), for the total.
+create or replace view reporting.funnel_accuracy as
+with first_forecast as (
+    select
+        period_start,
+        expected_bookings,
+        pipeline_amount,
+        as_of_date,
+        row_number() over (partition by period_start order by as_of_date, created_at desc) as pick
+    from marts.funnel_forecast
+    where series_id = 'total:all' and horizon = 1
+),
+
+won as (
+    select
+        cast(date_trunc('month', closed_date) as date) as period_start,
+        sum(amount) as won_amount,
+        count(*) as deals_won
+    from core.fct_opportunity
+    where stage = 'closed_won'
+    group by cast(date_trunc('month', closed_date) as date)
+)
+
+select
+    first_forecast.period_start,
+    first_forecast.as_of_date as forecast_as_of,
+    first_forecast.pipeline_amount,
+    first_forecast.expected_bookings,
+    coalesce(won.won_amount, 0) as won_amount,
+    coalesce(won.deals_won, 0) as deals_won,
+    coalesce(won.won_amount, 0) - first_forecast.expected_bookings as variance
+from first_forecast
+left join won on won.period_start = first_forecast.period_start
+where first_forecast.pick = 1;
