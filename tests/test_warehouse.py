@@ -162,3 +162,18 @@ def test_an_old_shaped_derived_table_is_recreated_and_other_tables_are_kept(ware
     assert read_frame(engine, "select mase from marts.forecast_backtest")["mase"].tolist() == [0.5]
     create_schema(engine)  # and a second set-up leaves the new shape alone
     assert "flagged" in read_frame(engine, "select * from reporting.variance").columns
+
+
+def test_a_warehouse_from_before_last_open_stage_gets_the_column(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(text("alter table raw.opportunities drop column last_open_stage"))
+        conn.execute(text("alter table core.fct_opportunity drop column last_open_stage"))
+    create_schema(engine)
+    columns = read_frame(
+        engine,
+        "select table_schema || '.' || table_name as qualified from information_schema.columns "
+        "where column_name = 'last_open_stage'",
+    )
+    assert {"raw.opportunities", "core.fct_opportunity"} <= set(columns["qualified"])

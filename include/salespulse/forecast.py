@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -117,6 +117,17 @@ class SeasonalNaive:
         return _normal_intervals(mean, self._sd * np.sqrt(seasons_ahead))
 
 
+M = TypeVar("M", bound="ETS | ARIMA")
+
+
+def _fit_whole(model: M, y: np.ndarray) -> M:
+    """``fit`` for a model that fits by origins: the one origin at the end of ``y``."""
+    fitted = model.fit_origins(y, [len(y)])
+    if len(y) not in fitted:
+        raise SeriesTooShort(f"{model.name} can't be fitted on {len(y)} observations")
+    return cast(M, fitted[len(y)])
+
+
 @dataclass
 class ETS:
     """Exponential smoothing with additive errors: a level, optionally a damped trend, and an additive
@@ -141,10 +152,7 @@ class ETS:
         return ets.Shape(trend=self.damped_trend, seasonal=seasonal, season_length=self.season_length)
 
     def fit(self, y: np.ndarray) -> ETS:
-        fitted = self.fit_origins(y, [len(y)])
-        if len(y) not in fitted:
-            raise SeriesTooShort(f"{self.name} needs more than {len(y)} observations")
-        return fitted[len(y)]
+        return _fit_whole(self, y)
 
     def fit_origins(self, y: np.ndarray, origins: Sequence[int]) -> dict[int, ETS]:
         """A fitted copy for each prefix ``y[:origin]`` that is long enough for the model."""
@@ -269,10 +277,7 @@ class ARIMA:
         return SARIMA_SPECS if n >= 2 * self.season_length + 2 else ()
 
     def fit(self, y: np.ndarray) -> ARIMA:
-        fitted = self.fit_origins(y, [len(y)])
-        if len(y) not in fitted:
-            raise SeriesTooShort(f"ARIMA needs at least 10 observations, got {len(y)}")
-        return fitted[len(y)]
+        return _fit_whole(self, y)
 
     def fit_origins(self, y: np.ndarray, origins: Sequence[int]) -> dict[int, ARIMA]:
         y = np.asarray(y, dtype=float)

@@ -90,6 +90,7 @@ create table if not exists core.fct_opportunity (
     customer_id varchar,
     owner varchar,
     stage varchar,
+    last_open_stage varchar,
     amount double precision,
     probability double precision,
     currency varchar,
@@ -102,6 +103,7 @@ create table if not exists core.fct_opportunity (
     _loaded_at timestamp not null,
     primary key (opportunity_id)
 );
--- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it).
+-- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it); added at
+-- the end of tables created before it existed.
 alter table core.fct_opportunity add column if not exists last_open_stage varchar;
 

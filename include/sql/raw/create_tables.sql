@@ -103,6 +103,7 @@ create table if not exists raw.opportunities (
     customer_id varchar,
     owner varchar,
     stage varchar,
+    last_open_stage varchar,
     amount double precision,
     probability double precision,
     currency varchar,
@@ -126,5 +127,6 @@ alter table raw.orders add column if not exists _extra varchar;
 alter table raw.order_lines add column if not exists _extra varchar;
 alter table raw.interactions add column if not exists _extra varchar;
 alter table raw.opportunities add column if not exists _extra varchar;
--- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it).
+-- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it); added at
+-- the end of tables created before it existed.
 alter table raw.opportunities add column if not exists last_open_stage varchar;
