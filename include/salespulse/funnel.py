@@ -46,6 +46,12 @@ class FunnelRules:
     funnel_months: int = 2  # months where the combined forecast takes the pipeline into account
 
 
+def open_on(opportunities: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """The deals open on ``as_of``: in an open stage, created before that date."""
+    created = pd.to_datetime(opportunities["created_date"])
+    return opportunities[opportunities["stage"].isin(OPEN_STAGES) & (created < pd.Timestamp(as_of))]
+
+
 def _closed_before(opportunities: pd.DataFrame, as_of: date, rules: FunnelRules) -> pd.DataFrame:
     closed_date = pd.to_datetime(opportunities["closed_date"])
     start = pd.Timestamp(as_of) - pd.Timedelta(days=rules.lookback_days)
@@ -61,8 +67,7 @@ def stage_rates(opportunities: pd.DataFrame, as_of: date, rules: FunnelRules = F
     won = closed["stage"] == "closed_won"
     order = {stage: i for i, stage in enumerate(OPEN_STAGES)}
     reached = np.where(won, len(OPEN_STAGES) - 1, closed["last_open_stage"].map(order).fillna(-1).to_numpy())
-    created = pd.to_datetime(opportunities["created_date"])
-    open_deals = opportunities[opportunities["stage"].isin(OPEN_STAGES) & (created < pd.Timestamp(as_of))]
+    open_deals = open_on(opportunities, as_of)
     rows = []
     for i, stage in enumerate(OPEN_STAGES):
         behind = int((reached >= i).sum())
@@ -135,8 +140,7 @@ def funnel_forecast(
     rates = stage_rates(opportunities, as_of, rules)
     cycles = cycle_lengths(opportunities, as_of, rules)
     median_won = float(cycles.loc[cycles["outcome"] == "won", "median_days"].iloc[0])
-    created = pd.to_datetime(opportunities["created_date"])
-    open_deals = opportunities[opportunities["stage"].isin(OPEN_STAGES) & (created < pd.Timestamp(as_of))]
+    open_deals = open_on(opportunities, as_of)
     probability = open_deals["stage"].map(rates.set_index("stage")["probability_used"]).fillna(0.0)
     deals = open_deals.assign(
         period_start=expected_close_month(open_deals, as_of, median_won),
