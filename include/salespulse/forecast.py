@@ -134,7 +134,8 @@ class ETS:
     season when the history has two full seasons and two more months (:mod:`salespulse.ets`).
 
     Same model as :class:`StatsmodelsETS`, estimated by a grid search with least-squares initial states,
-    about 50x faster, and able to fit every backtest origin in one pass (``fit_origins``).
+    and able to fit every backtest origin in one pass (``fit_origins``): all four origins of a 3-year
+    series in 6 ms (no trend) to 22 ms (damped trend), where one statsmodels fit took 80 to 200 ms.
     """
 
     season_length: int = 12
