@@ -50,6 +50,11 @@ class Forecaster(Protocol):
     def predict(self, h: int) -> pd.DataFrame: ...
 
 
+def fits_a_season(n: int, season_length: int) -> bool:
+    """Enough history for a seasonal model (ETS, the airline ARIMA): two full seasons and two more periods."""
+    return n >= 2 * season_length + 2
+
+
 def widen(prediction: pd.DataFrame, factor: float) -> pd.DataFrame:
     """The same forecast with every interval's half-width multiplied by ``factor``."""
     out = prediction.copy()
@@ -149,7 +154,7 @@ class ETS:
             self.name = "ets_damped"
 
     def _shape(self, n: int) -> ets.Shape:
-        seasonal = n >= 2 * self.season_length + 2
+        seasonal = fits_a_season(n, self.season_length)
         return ets.Shape(trend=self.damped_trend, seasonal=seasonal, season_length=self.season_length)
 
     def fit(self, y: np.ndarray) -> ETS:
@@ -200,7 +205,7 @@ class StatsmodelsETS:
         m = self.season_length
         if len(y) < 10:
             raise SeriesTooShort("ETS needs at least 10 observations")
-        seasonal = "add" if len(y) >= 2 * m + 2 else None
+        seasonal = "add" if fits_a_season(len(y), m) else None
         # statsmodels' prediction results need a pandas index; the dates themselves do not matter.
         history = pd.Series(
             np.asarray(y, dtype=float), index=pd.date_range("2000-01-01", periods=len(y), freq="MS")
@@ -275,7 +280,7 @@ class ARIMA:
     def _specs(self, n: int) -> tuple[ArimaSpec, ...]:
         if not self.seasonal:
             return ARIMA_SPECS
-        return SARIMA_SPECS if n >= 2 * self.season_length + 2 else ()
+        return SARIMA_SPECS if fits_a_season(n, self.season_length) else ()
 
     def fit(self, y: np.ndarray) -> ARIMA:
         return _fit_whole(self, y)
