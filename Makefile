@@ -1,4 +1,5 @@
-# SalesPulse: `make demo` runs the pipeline on generated data; `make test` runs lint, types and tests.
+# SalesPulse: `make demo` runs the pipeline on generated data; `make test` runs lint, types and every test;
+# `make test-fast` lint, types and the unit tests (no PostgreSQL, no Airflow runs, no shared data).
 # Both build the virtualenv from the pinned files on first use and are safe to run again.
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -9,7 +10,7 @@ PIP_VERSION := 26.3
 DEMO_CUSTOMERS ?= 3000
 DEMO_MONTHS ?= 4
 
-.PHONY: setup demo test lint typecheck pytest bench bench-reference lock clean
+.PHONY: setup demo test test-fast lint typecheck pytest pytest-fast bench bench-reference lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/python -m salespulse_airflow.local demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS)
+	$(BIN)/python -m salespulse_cli.demo demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -34,6 +35,12 @@ pytest: setup
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Tests that need PostgreSQL, real DAG runs or ../shared/data are marked (tests/conftest.py) and left out here.
+pytest-fast: setup
+	$(BIN)/python -m pytest -m "not postgres and not airflow and not real_data"
+
+test-fast: lint typecheck pytest-fast
 
 bench: setup bench-reference
 	$(BIN)/python -m bench.run

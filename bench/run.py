@@ -51,7 +51,8 @@ def run_case(case: str, customers: int, url: str | None) -> dict:
     import pandas as pd
 
     from salespulse.generator import generate_crm
-    from salespulse.warehouse import bulk_insert, create_schema, get_engine
+    from salespulse.schema import create_schema
+    from salespulse.warehouse import bulk_insert, get_engine
 
     if case == "bgnbd_fit":
         return run_bgnbd_fit()
@@ -172,7 +173,8 @@ def setup_ingest_warehouse(customers: int, copies: int, url: str) -> dict:
     import pandas as pd
 
     from salespulse.model import get_entity
-    from salespulse.warehouse import bulk_insert, create_schema, get_engine
+    from salespulse.schema import create_schema
+    from salespulse.warehouse import bulk_insert, get_engine
 
     folder = _ingest_folder(customers, copies)
     if not (folder / "order_lines.parquet").exists():
@@ -237,8 +239,8 @@ def run_segments(customers: int) -> dict:
 
     import pandas as pd
 
+    from salespulse.customer_snapshot import segment_snapshot
     from salespulse.generator import DEFAULT_END
-    from salespulse.pipeline import segment_snapshot
 
     path = _sales_lines_path(customers)
     if not path.exists():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from salespulse import pipeline
+from salespulse.steps.segments import build_segments as build_segments_step
 from salespulse_airflow import assets, runtime
 
 
@@ -37,7 +37,7 @@ def customer_segments():
     @task(outlets=[assets.CUSTOMER_SEGMENTS])
     def build_segments(**context) -> dict:
         return runtime.run_step(
-            pipeline.build_segments, assets.CUSTOMER_SEGMENTS, context, alert=runtime.churn_warning_alert
+            build_segments_step, assets.CUSTOMER_SEGMENTS, context, alert=runtime.churn_warning_alert
         )
 
     build_segments()

@@ -31,8 +31,8 @@ from datetime import date
 
 from airflow.sdk import chain, dag, task
 
-from salespulse import pipeline
-from salespulse.model import ENTITIES
+from salespulse.model import load_order
+from salespulse.steps import prepare
 from salespulse_airflow import assets, runtime
 
 
@@ -45,7 +45,7 @@ from salespulse_airflow import assets, runtime
 def ingest_crm():
     @task
     def prepare_warehouse(**context) -> str:
-        pipeline.prepare_warehouse(runtime.settings())
+        prepare.prepare_warehouse(runtime.settings())
         return runtime.as_of_from_context(context).isoformat()
 
     @task
@@ -58,7 +58,7 @@ def ingest_crm():
 
     as_of = prepare_warehouse()
     # One task per entity, chained: parents load before children so referential checks see them.
-    loads = [ingest_entity.override(task_id=f"ingest_{e.name}")(e.name, as_of) for e in ENTITIES]
+    loads = [ingest_entity.override(task_id=f"ingest_{e.name}")(e.name, as_of) for e in load_order()]
     chain(*loads, publish_core(as_of))
 
 

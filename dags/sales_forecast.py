@@ -30,7 +30,7 @@ import functools
 
 from airflow.sdk import dag, task
 
-from salespulse import pipeline
+from salespulse.steps import forecast, funnel
 from salespulse_airflow import assets, runtime
 
 
@@ -43,21 +43,21 @@ from salespulse_airflow import assets, runtime
 def sales_forecast():
     @task
     def prepare_series(**context) -> list[int]:
-        return runtime.run_unpublished_step(pipeline.prepare_forecasts, context)["partitions"]
+        return runtime.run_unpublished_step(forecast.prepare_forecasts, context)["partitions"]
 
     @task(max_active_tis_per_dagrun=8)
     def forecast_partition(partition: int, **context) -> dict:
         return runtime.run_unpublished_step(
-            functools.partial(pipeline.forecast_partition, partition=partition), context
+            functools.partial(forecast.forecast_partition, partition=partition), context
         )
 
     @task(outlets=[assets.SALES_FORECASTS])
     def publish_snapshot(**context) -> dict:
-        return runtime.run_step(pipeline.publish_forecasts, assets.SALES_FORECASTS, context)
+        return runtime.run_step(forecast.publish_forecasts, assets.SALES_FORECASTS, context)
 
     @task
     def funnel_forecast(**context) -> dict:
-        return runtime.run_unpublished_step(pipeline.build_funnel, context)
+        return runtime.run_unpublished_step(funnel.build_funnel, context)
 
     partitions = forecast_partition.expand(partition=prepare_series())
     partitions >> publish_snapshot() >> funnel_forecast()

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from salespulse import pipeline
+from salespulse.steps import report as report_step
+from salespulse.steps import variance as variance_step
 from salespulse_airflow import assets, runtime
 
 
@@ -36,11 +37,11 @@ from salespulse_airflow import assets, runtime
 def variance_report():
     @task(outlets=[assets.VARIANCE_REPORT])
     def build_variance(**context) -> dict:
-        return runtime.run_step(pipeline.build_variance, assets.VARIANCE_REPORT, context)
+        return runtime.run_step(variance_step.build_variance, assets.VARIANCE_REPORT, context)
 
     @task
     def render_report(**context) -> dict:
-        return runtime.run_unpublished_step(pipeline.render_variance_report, context)
+        return runtime.run_unpublished_step(report_step.render_variance_report, context)
 
     @task
     def alert_flagged(variance: dict, report: dict, **context) -> list[str]:

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from salespulse.generator import CrmDataset, generate_crm
-from salespulse_airflow.local import airflow_env
+from salespulse_cli.local_airflow import airflow_env
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="salespulse-test-airflow-"))
 os.environ.update(airflow_env(home=_AIRFLOW_HOME))
@@ -47,9 +48,9 @@ def duckdb_url(tmp_path: Path) -> str:
     return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+@contextmanager
+def fresh_postgres_database() -> Generator[str, None, None]:
+    """A fresh, empty PostgreSQL database, dropped afterwards.
 
     Without a reachable server the test is skipped on a laptop but fails in CI (CI=true).
     """
@@ -69,6 +70,24 @@ def postgres_url() -> Iterator[str]:
         conn.execute(text(f'drop database if exists "{name}" with (force)'))
         conn.close()
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what a test needs from its fixtures, so ``make test-fast`` can leave it out: PostgreSQL
+    (``postgres``) and a migrated Airflow database (``airflow``)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "postgres_url" in fixtures or "postgres" in getattr(getattr(item, "callspec", None), "id", ""):
+            item.add_marker(pytest.mark.postgres)
+        if "airflow_db" in fixtures:
+            item.add_marker(pytest.mark.airflow)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

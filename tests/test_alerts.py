@@ -268,7 +268,8 @@ def test_flagged_variances_reach_every_channel_in_one_summary_per_run(
     comparisons, one message per channel naming them and the report."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from salespulse.warehouse import bulk_insert, create_schema, get_engine
+    from salespulse.schema import create_schema
+    from salespulse.warehouse import bulk_insert, get_engine
     from tests.test_variance import EMEA, _load_core, _snapshot_rows
 
     mailbox, received = alert_channels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
@@ -121,11 +122,16 @@ def test_run_step_passes_the_as_of_date_and_publishes_the_summary_with_the_asset
     from salespulse_airflow import assets
     from salespulse_airflow.runtime import run_step
 
+    @dataclass(frozen=True)
+    class Summary:
+        customers_scored: int
+        churn_warnings: tuple[str, ...]
+
     calls = []
 
-    def step(settings, as_of: date, run_id: str) -> dict:
+    def step(settings, as_of: date, run_id: str) -> Summary:
         calls.append((as_of, run_id))
-        return {"customers_scored": 7}
+        return Summary(7, ("C1",))
 
     event = SimpleNamespace(extra=None)
     context = {
@@ -133,6 +139,10 @@ def test_run_step_passes_the_as_of_date_and_publishes_the_summary_with_the_asset
         "run_id": "manual__x",
         "outlet_events": {assets.CUSTOMER_SEGMENTS: event},
     }
-    assert run_step(step, assets.CUSTOMER_SEGMENTS, context) == {"customers_scored": 7}
+    # The task returns the whole summary (tuples as lists, for XCom); the event leaves the lists out.
+    assert run_step(step, assets.CUSTOMER_SEGMENTS, context) == {
+        "customers_scored": 7,
+        "churn_warnings": ["C1"],
+    }
     assert calls == [(date(2026, 3, 1), "manual__x")]
     assert event.extra == {"as_of": "2026-03-01", "run_id": "manual__x", "customers_scored": 7}

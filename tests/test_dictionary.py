@@ -15,14 +15,14 @@ from sqlalchemy.exc import DBAPIError
 
 from salespulse.dictionary import (
     MARKDOWN_PATH,
-    grant_reporting_reader,
     load_dictionary,
     logical_type,
     render_markdown,
 )
 from salespulse.ingest import ingest_from_source
+from salespulse.schema import create_schema, grant_reporting_reader
 from salespulse.sources import FileSource
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.warehouse import get_engine, read_frame
 
 
 def test_every_reporting_column_is_documented_with_its_type(warehouse_url: str) -> None:

@@ -1,24 +1,31 @@
 """The real DAG chain, run with dag.test() on a small generated data set, against DuckDB and PostgreSQL.
 
-Afterwards the test reads the warehouse: every output table has rows, every row traces back to an
-Airflow run, and the totals reconcile with the source files, computed here independently in pandas.
+One run of the chain per warehouse (the module's fixture) for two monthly as-of dates; then each test
+reads one stage's results from the warehouse, so a failure in one stage does not hide the others: every
+output table has rows, every row traces back to an Airflow run, and the totals reconcile with the source
+files, computed here independently in pandas.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import Engine
 
 from salespulse.funnel import OPEN_STAGES
 from salespulse.generator import CrmDataset
 from salespulse.model import ENTITIES
 from salespulse.reconcile import incoherence
-from salespulse.variance import reconcile_levels
-from salespulse.warehouse import LAYERS, get_engine, read_frame, table_counts
+from salespulse.warehouse import LAYERS, get_engine, read_frame
+from tests.conftest import fresh_postgres_database
+from tests.helpers import completed_source_lines, reconcile_levels, table_counts
 
 AS_OF_DATES = [date(2026, 10, 1), date(2026, 11, 1)]
 CHAIN = ("ingest_crm", "customer_segments", "sales_forecast", "variance_report")
@@ -27,46 +34,60 @@ CHAIN = ("ingest_crm", "customer_segments", "sales_forecast", "variance_report")
 def expected_revenue(crm: CrmDataset, as_of: date) -> float:
     """Completed revenue before the as-of month, from the source frames, without the pipeline's code."""
     cutoff = pd.Timestamp(as_of)
-    customers = crm["customers"]
-    known = customers.loc[customers["updated_at"] < cutoff, "customer_id"]
-    orders = crm["orders"]
-    orders = orders[
-        (orders["updated_at"] < cutoff)
-        & (orders["order_date"] < cutoff.to_period("M").to_timestamp())
-        & (orders["status"] == "completed")
-        & orders["customer_id"].isin(known)
-    ]
-    lines = crm["order_lines"]
-    lines = lines[
-        lines["order_id"].isin(orders["order_id"]) & (lines["unit_price"] >= 0) & (lines["quantity"] >= 1)
-    ]
-    return float((lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"])).sum())
+    return float(completed_source_lines(crm, cutoff, cutoff.to_period("M").to_timestamp())["amount"].sum())
 
 
-@pytest.mark.airflow
-def test_the_dag_chain_fills_every_layer_and_reconciles(
+@dataclass(frozen=True)
+class ChainRun:
+    engine: Engine
+    data_dir: Path
+    crm: CrmDataset
+    exports: Path
+    states: dict[str, list[str]]
+    first_snapshot: pd.DataFrame  # marts.forecast_snapshot after the first as-of date
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def chain(
+    request: pytest.FixtureRequest,
     airflow_db: Path,
     small_crm: CrmDataset,
     small_exports: Path,
-    warehouse_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    from salespulse_airflow.local import run_chain
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ChainRun]:
+    """The chain for the first as-of date, then for the second, on a fresh warehouse of each kind."""
+    from salespulse_cli.local_airflow import run_chain
 
-    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
-    monkeypatch.setenv("SALESPULSE_EXPORT_DIR", str(small_exports))
-    monkeypatch.setenv("SALESPULSE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SALESPULSE_FORECAST_HORIZON", "3")
+    data_dir = tmp_path_factory.mktemp(f"chain-{request.param}")
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(fresh_postgres_database())
+        else:
+            url = f"duckdb:///{data_dir / 'warehouse.duckdb'}"
+        env = stack.enter_context(pytest.MonkeyPatch.context())
+        env.setenv("WAREHOUSE_URL", url)
+        env.setenv("SALESPULSE_EXPORT_DIR", str(small_exports))
+        env.setenv("SALESPULSE_DATA_DIR", str(data_dir))
+        env.setenv("SALESPULSE_FORECAST_HORIZON", "3")
+        first = run_chain(AS_OF_DATES[:1])
+        engine = get_engine(url)
+        first_snapshot = read_frame(engine, "select * from marts.forecast_snapshot")
+        second = run_chain(AS_OF_DATES[1:])
+        env.undo()
+        states = {dag_id: first[dag_id] + second[dag_id] for dag_id in CHAIN}
+        yield ChainRun(engine, data_dir, small_crm, small_exports, states, first_snapshot)
+        engine.dispose()
 
-    states = run_chain(AS_OF_DATES[:1])
-    assert states == {dag_id: ["success"] for dag_id in CHAIN}
-    engine = get_engine(warehouse_url)
-    first_snapshot = read_frame(engine, "select * from marts.forecast_snapshot")
-    states = run_chain(AS_OF_DATES[1:])
-    assert states == {dag_id: ["success"] for dag_id in CHAIN}
 
-    # Every table and view of every layer has rows.
+@pytest.mark.airflow
+def test_every_dag_run_succeeds(chain: ChainRun) -> None:
+    assert chain.states == {dag_id: ["success", "success"] for dag_id in CHAIN}
+
+
+@pytest.mark.airflow
+def test_every_table_and_view_of_every_layer_has_rows(chain: ChainRun) -> None:
+    """Every table and view of every layer has rows."""
+    engine = chain.engine
     counts = table_counts(engine)
     assert {name.split(".")[0] for name in counts} == set(LAYERS)
     # (Per-entity quarantine views are empty for entities with nothing held back.)
@@ -74,10 +95,13 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert empty == ["marts.forecast_staging"]  # emptied once each run's snapshot is published
     assert counts["quality.quarantine_orders"] > 0 and counts["quality.quarantine_order_lines"] > 0
 
-    # Every landed batch and output row traces back to an Airflow run of this test.
+
+@pytest.mark.airflow
+def test_every_batch_and_output_row_traces_back_to_a_run(chain: ChainRun) -> None:
+    """Every landed batch and output row traces back to an Airflow run of this test."""
+    engine = chain.engine
     batches = read_frame(engine, "select * from audit.load_batches")
     assert batches["run_id"].str.startswith("manual__").all()
-    latest = batches[batches["as_of_date"].astype(str).str[:10] == AS_OF_DATES[-1].isoformat()]
     for entity in ENTITIES:
         core_runs = read_frame(engine, f"select distinct _run_id from core.{entity.core_table}")["_run_id"]
         assert set(core_runs) <= set(batches["run_id"]), entity.name
@@ -99,8 +123,15 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
             steps["run_id"]
         )
 
-    # The audit's counts reconcile with the export files, batch by batch: the first run read everything
-    # updated before its date, the second only what changed since the first one's watermark.
+
+@pytest.mark.airflow
+def test_the_audit_reconciles_with_the_export_files_and_nothing_is_lost(chain: ChainRun) -> None:
+    """The audit's counts reconcile with the export files, batch by batch: the first run read everything
+    updated before its date, the second only what changed since the first one's watermark."""
+    engine = chain.engine
+    small_exports = chain.exports
+    batches = read_frame(engine, "select * from audit.load_batches")
+    latest = batches[batches["as_of_date"].astype(str).str[:10] == AS_OF_DATES[-1].isoformat()]
     first = batches[batches["as_of_date"].astype(str).str[:10] == AS_OF_DATES[0].isoformat()]
     for entity in ENTITIES:
         source = pd.read_parquet(small_exports / f"{entity.name}.parquet")
@@ -129,8 +160,13 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
             core_keys = set(core[key].astype(str).agg("#".join, axis=1))
             assert wanted_keys == core_keys | set(held["record_key"]), entity.name
 
-    # Revenue in the marts equals revenue computed from the source, and the levels add up to the total.
-    # Weekly series hold the same revenue by week: each level adds up to the weekly total too.
+
+@pytest.mark.airflow
+def test_series_revenue_equals_the_source_and_the_levels_add_up(chain: ChainRun) -> None:
+    """Revenue in the marts equals revenue computed from the source, and the levels add up to the total.
+    Weekly series hold the same revenue by week: each level adds up to the weekly total too."""
+    engine = chain.engine
+    small_crm = chain.crm
     series = read_frame(engine, "select grain, level, member, revenue from marts.sales_series")
     for grain, by_grain in series.groupby("grain"):
         total = by_grain.loc[by_grain["level"] == "total", "revenue"].sum()
@@ -141,7 +177,12 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
             assert level_sum == pytest.approx(total, rel=1e-9), (grain, level)
     assert set(series["grain"]) == {"month", "week"}
 
-    # The first run's forecast snapshot is still there, untouched, beside the second one.
+
+@pytest.mark.airflow
+def test_earlier_snapshots_are_kept_and_every_snapshot_is_coherent(chain: ChainRun) -> None:
+    """The first run's forecast snapshot is still there, untouched, beside the second one."""
+    engine = chain.engine
+    first_snapshot = chain.first_snapshot
     snapshots = read_frame(engine, "select * from marts.forecast_snapshot")
     # Each snapshot's levels add up to its total, period by period; the models' own forecasts are kept.
     for _, snapshot in snapshots.groupby("run_id"):
@@ -159,9 +200,14 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         ],
     )
 
-    # The funnel of each run counted the deals open on its date, as the CRM showed them then (each deal's
-    # latest version before the date). A deal whose latest version was quarantined keeps its previous one
-    # in core, so the count may differ by at most the deals held in quarantine.
+
+@pytest.mark.airflow
+def test_the_funnel_counts_the_deals_open_on_each_date(chain: ChainRun) -> None:
+    """The funnel of each run counted the deals open on its date, as the CRM showed them then (each deal's
+    latest version before the date). A deal whose latest version was quarantined keeps its previous one in
+    core, so the count may differ by at most the deals held in quarantine."""
+    engine = chain.engine
+    small_exports = chain.exports
     funnel = read_frame(engine, "select as_of_date, open_deals from marts.funnel_stage_rates")
     deals = pd.read_parquet(small_exports / "opportunities.parquet").sort_values("updated_at", kind="stable")
     held = read_frame(engine, "select record_key from quality.quarantine where entity = 'opportunities'")
@@ -177,7 +223,12 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     combined = read_frame(engine, "select * from reporting.funnel_forecast where series_id = 'total:all'")
     assert combined["statistical_forecast"].notna().all()
 
-    # October's actual is compared with the forecast made on 1 October, one month ahead.
+
+@pytest.mark.airflow
+def test_october_is_compared_with_the_forecast_made_one_month_ahead(chain: ChainRun) -> None:
+    """October's actual is compared with the forecast made on 1 October, one month ahead."""
+    engine = chain.engine
+    small_crm = chain.crm
     variance = read_frame(engine, "select * from reporting.variance where series_id = 'total:all'")
     october = variance[
         (variance["period_start"].astype(str).str[:7] == "2026-10") & (variance["horizon"] == 1)
@@ -188,7 +239,11 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         rel=1e-9,
     )
 
-    # Every level's members add up to the total's actual; each row's metrics are there.
+
+@pytest.mark.airflow
+def test_variance_levels_add_up_and_every_row_has_its_metrics(chain: ChainRun) -> None:
+    """Every level's members add up to the total's actual; each row's metrics are there."""
+    engine = chain.engine
     facts = read_frame(engine, "select * from reporting.variance")
     assert set(facts["level"]) == {"total", "region", "segment", "category", "sales_owner"}
     checks = reconcile_levels(facts)
@@ -201,7 +256,16 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         == facts[["flag_variance", "flag_tracking_signal", "flag_interval", "flag_target"]].any(axis=1)
     ).all()
 
-    # The report of October: one page with its charts, each a real PNG, and the total's numbers on it.
+
+@pytest.mark.airflow
+def test_the_report_of_october_shows_its_charts_and_numbers(chain: ChainRun) -> None:
+    """The report of October: one page with its charts, each a real PNG, and the total's numbers on it."""
+    engine = chain.engine
+    tmp_path = chain.data_dir
+    variance = read_frame(engine, "select * from reporting.variance where series_id = 'total:all'")
+    october = variance[
+        (variance["period_start"].astype(str).str[:7] == "2026-10") & (variance["horizon"] == 1)
+    ]
     report = tmp_path / "reports" / "2026-10"
     page = (report / "index.html").read_text(encoding="utf-8")
     pngs = sorted(p.name for p in report.glob("*.png"))
@@ -214,8 +278,12 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     assert f"{total_row['actual']:,.0f}" in page and f"{total_row['forecast']:,.0f}" in page
     assert "2026-10" in (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
 
-    # The drivers of October's change from September add up exactly, at every level, and start and end
-    # at the revenue in marts.sales_series.
+
+@pytest.mark.airflow
+def test_the_drivers_add_up_and_start_and_end_at_the_series_revenue(chain: ChainRun) -> None:
+    """The drivers of October's change from September add up exactly, at every level, and start and end at the
+    revenue in marts.sales_series."""
+    engine = chain.engine
     drivers = read_frame(engine, "select * from reporting.revenue_drivers")
     assert {str(d)[:7] for d in drivers["period_start"]} == {"2026-10"}
     assert set(drivers["level"]) == {"total", "region", "segment", "category", "sales_owner"}
@@ -241,13 +309,21 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     totals = drivers.set_index("series_id")
     assert np.allclose(bridge["current"], totals.loc[bridge.index, "current_revenue"], rtol=1e-12)
 
-    # Every entity's validations are in the Data Docs site.
+
+@pytest.mark.airflow
+def test_every_entity_is_in_the_data_docs(chain: ChainRun) -> None:
+    """Every entity's validations are in the Data Docs site."""
+    tmp_path = chain.data_dir
     index = tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     site = index.read_text(encoding="utf-8")
     assert all(f"salespulse.{entity.name}" in site for entity in ENTITIES)
 
-    # Every scored customer has a value tier, a purchase class, a lifecycle stage and, from the fitted
-    # BG/NBD and Gamma-Gamma models, P(alive) and a 12-month CLV.
+
+@pytest.mark.airflow
+def test_every_scored_customer_has_tier_class_stage_clv_cluster_and_churn_risk(chain: ChainRun) -> None:
+    """Every scored customer has a value tier, a purchase class, a lifecycle stage and, from the fitted BG/NBD
+    and Gamma-Gamma models, P(alive) and a 12-month CLV."""
+    engine = chain.engine
     segments = read_frame(engine, "select * from reporting.customer_segments")
     assert set(segments["value_tier"]) == {"high", "medium", "low"}
     assert segments[["purchase_class", "lifecycle_stage", "p_alive", "clv_12m"]].notna().all().all()
@@ -266,7 +342,11 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
     high = segments[segments["value_tier"] == "high"]
     assert high["monetary"].sum() / segments["monetary"].sum() >= 0.8
 
-    # The migration matrix between the two snapshots: each from-group's row sums to its earlier count.
+
+@pytest.mark.airflow
+def test_the_migration_matrix_adds_up_to_the_earlier_snapshot(chain: ChainRun) -> None:
+    """The migration matrix between the two snapshots: each from-group's row sums to its earlier count."""
+    engine = chain.engine
     migration = read_frame(engine, "select * from reporting.segment_migration")
     earlier = read_frame(
         engine,
@@ -282,6 +362,10 @@ def test_the_dag_chain_fills_every_layer_and_reconciles(
         assert rows.to_dict() == earlier[column].value_counts().to_dict(), dimension
     assert (migration["from_group"] != migration["to_group"]).any()  # some customers did move
 
-    # Chinese names survive every step into the BI view.
+
+@pytest.mark.airflow
+def test_chinese_names_survive_every_step_into_the_bi_view(chain: ChainRun) -> None:
+    """Chinese names survive every step into the BI view."""
+    engine = chain.engine
     names = read_frame(engine, "select customer_name from reporting.customer_segments")["customer_name"]
     assert names.str.contains(r"[\u4e00-\u9fff]").any()

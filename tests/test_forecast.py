@@ -16,7 +16,7 @@ from salespulse.forecast import (
     backtest,
     complete_months,
     default_candidates,
-    forecast_all,
+    forecast_filled,
     forecast_series,
     mase_scale,
 )
@@ -165,7 +165,7 @@ def test_missing_months_are_filled_with_zero_up_to_the_month_before_as_of() -> N
     assert filled["revenue"].tolist() == [5.0, 0.0, 0.0, 7.0, 0.0]
 
 
-def test_forecast_all_starts_at_the_as_of_month_and_records_every_candidate() -> None:
+def test_forecasts_start_at_the_as_of_month_and_record_every_candidate() -> None:
     months = pd.date_range("2023-01-01", periods=36, freq="MS")
     series = pd.DataFrame(
         {
@@ -176,7 +176,8 @@ def test_forecast_all_starts_at_the_as_of_month_and_records_every_candidate() ->
             "revenue": np.tile(PATTERN, 3),
         }
     )
-    snapshot, backtests, _ = forecast_all(series, date(2026, 1, 10), horizon=3)
+    as_of = date(2026, 1, 10)
+    snapshot, backtests, _ = forecast_filled(complete_months(series, as_of), as_of, horizon=3)
     assert snapshot["period_start"].dt.strftime("%Y-%m").tolist() == ["2026-01", "2026-02", "2026-03"]
     assert snapshot["horizon"].tolist() == [1, 2, 3]
     assert set(backtests["model"]) == {"naive", "seasonal_naive", "ets", "ets_damped"}

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import Engine
 
 from salespulse.config import Settings
-from salespulse.forecast import complete_months, forecast_all, forecast_filled
-from salespulse.pipeline import (
-    build_forecasts,
+from salespulse.forecast import complete_months, forecast_filled, forecast_series, partition_of
+from salespulse.schema import create_schema
+from salespulse.steps.forecast import (
+    ForecastSummary,
     forecast_partition,
-    partition_of,
     prepare_forecasts,
     publish_forecasts,
 )
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.warehouse import get_engine, read_frame
 from tests.test_variance import EMEA, _load_core
 
 AS_OF = date(2026, 7, 1)
@@ -46,28 +46,43 @@ def _settings(engine: Engine, tmp_path: Path, partitions: int) -> Settings:
     )
 
 
-def test_partitions_publish_one_snapshot_equal_to_the_unpartitioned_forecast(
+def run_forecast_steps(settings: Settings, as_of: date, run_id: str) -> ForecastSummary:
+    """The three forecast steps in the order the DAG runs them: series, every partition, publish."""
+    plan = prepare_forecasts(settings, as_of, run_id)
+    for partition in plan.partitions:
+        forecast_partition(settings, as_of, run_id, partition)
+    return publish_forecasts(settings, as_of, run_id)
+
+
+def test_partitions_publish_one_snapshot_of_each_series_own_forecast(
     core_engine: Engine, tmp_path: Path
 ) -> None:
+    """The one EMEA customer makes all five series (total, region, segment, category, owner) the same six
+    months of revenue. Each level has one member, so the series are coherent as they are: the published
+    snapshot of every series must be the forecast of those six numbers alone, made without the warehouse,
+    the partitions or the reconciliation."""
     engine = core_engine
     settings = _settings(engine, tmp_path, partitions=3)
 
-    summary = build_forecasts(settings, AS_OF, "run-a")
+    summary = run_forecast_steps(settings, AS_OF, "run-a")
     snapshot = read_frame(engine, "select * from marts.forecast_snapshot where run_id = 'run-a'")
-    series = read_frame(
-        engine,
-        "select series_id, level, member, period_start, revenue from marts.sales_series "
-        "where grain = 'month'",
-    )
-    expected, _, _ = forecast_all(series, AS_OF, horizon=3, folds=settings.backtest_folds)
-    assert summary["series"] == 5 and len(snapshot) == 15
-    got = snapshot.sort_values(["series_id", "horizon"]).reset_index(drop=True)
-    want = expected.sort_values(["series_id", "horizon"]).reset_index(drop=True)
-    assert got["series_id"].tolist() == want["series_id"].tolist()
-    assert np.allclose(got["forecast"], want["forecast"]) and np.allclose(got["hi95"], want["hi95"])
-    assert got["model"].tolist() == want["model"].tolist()
+    expected = forecast_series("emea", np.array(EMEA), pd.Timestamp(AS_OF), horizon=3, folds=3).forecast
+    ids = {"total:all", "region:EMEA", "segment:SMB", "category:Tools", "sales_owner:王芳"}
+    assert summary.series == 5 and len(snapshot) == 15 and set(snapshot["series_id"]) == ids
+    assert len({partition_of(s, 3) for s in ids}) >= 2  # the test spans several partitions
+    for series_id, got in snapshot.groupby("series_id"):
+        got = got.sort_values("horizon").reset_index(drop=True)
+        assert pd.to_datetime(got["period_start"]).dt.strftime("%Y-%m").tolist() == [
+            "2026-07",
+            "2026-08",
+            "2026-09",
+        ]
+        for column in ("mean", "lo80", "hi80", "lo95", "hi95"):
+            stored = got["forecast" if column == "mean" else column]
+            np.testing.assert_allclose(stored, expected[column], rtol=1e-9, err_msg=f"{series_id} {column}")
+        np.testing.assert_allclose(got["base_forecast"], expected["mean"], rtol=1e-9)
     assert read_frame(engine, "select count(*) as n from marts.forecast_staging")["n"].iloc[0] == 0
-    assert summary["max_incoherence"] < 1e-6
+    assert summary.max_incoherence < 1e-6
 
 
 def test_a_missing_partition_stops_the_publish_and_a_retried_partition_adds_nothing(
@@ -77,8 +92,8 @@ def test_a_missing_partition_stops_the_publish_and_a_retried_partition_adds_noth
     settings = _settings(engine, tmp_path, partitions=4)
     plan = prepare_forecasts(settings, AS_OF, "run-b")
     ids = ["total:all", "region:EMEA", "segment:SMB", "category:Tools", "sales_owner:王芳"]
-    assert plan["partitions"] == sorted({partition_of(s, 4) for s in ids}) and len(plan["partitions"]) >= 2
-    first, *rest = plan["partitions"]
+    assert list(plan.partitions) == sorted({partition_of(s, 4) for s in ids}) and len(plan.partitions) >= 2
+    first, *rest = plan.partitions
     for partition in rest:
         forecast_partition(settings, AS_OF, "run-b", partition)
     with pytest.raises(RuntimeError, match="a partition is missing"):
@@ -95,7 +110,7 @@ def test_a_missing_partition_stops_the_publish_and_a_retried_partition_adds_noth
     )
     assert not backtests.duplicated().any()
     published = publish_forecasts(settings, AS_OF, "run-b")
-    assert published["series"] == 5 and published["rows"] == 15
+    assert published.series == 5 and published.rows == 15
 
 
 def test_a_process_pool_gives_the_same_forecasts_as_one_process() -> None:
@@ -128,7 +143,7 @@ def test_series_are_built_monthly_and_weekly_for_configured_levels_and_crossings
     series = read_frame(
         core_engine, "select * from marts.sales_series order by grain, series_id, period_start"
     )
-    assert plan["series"] == 3
+    assert plan.series == 3
     ids = {"total:all", "region:EMEA", "region*segment:EMEA | SMB"}
     for grain, expected_rows in (("month", 5), ("week", 22)):
         part = series[series["grain"] == grain]

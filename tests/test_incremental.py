@@ -12,11 +12,13 @@ from sqlalchemy import Engine
 
 from salespulse import ingest
 from salespulse.generator import CrmDataset
-from salespulse.ingest import ingest_all, ingest_from_source
+from salespulse.ingest import ingest_from_source
 from salespulse.model import ENTITIES
 from salespulse.quality import DataQualityError
+from salespulse.schema import create_schema
 from salespulse.sources import FileSource
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.warehouse import get_engine, read_frame
+from tests.helpers import ingest_all
 from tests.test_sources import core_checksum
 
 DATES = [date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)]

@@ -14,13 +14,14 @@ from salespulse.ingest import (
     SourceSchemaError,
     coerce_types,
     deduplicate,
-    ingest_exports,
     load_entity,
 )
 from salespulse.model import ENTITIES, get_entity
 from salespulse.quality import DataQualityError
-from salespulse.sources import FileSource, Window, extract_frame
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.schema import create_schema
+from salespulse.sources import FileSource, Window
+from salespulse.warehouse import get_engine, read_frame
+from tests.helpers import extract_frame, ingest_exports
 
 AS_OF = date(2026, 11, 1)
 

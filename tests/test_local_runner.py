@@ -4,7 +4,8 @@ from datetime import date
 from pathlib import Path
 
 from salespulse.config import Settings
-from salespulse_airflow.local import month_starts_before, prepare_exports, reset_demo_warehouse
+from salespulse_cli.demo import prepare_exports, reset_demo_warehouse
+from salespulse_cli.local_airflow import month_starts_before
 
 
 def test_as_of_dates_are_consecutive_month_starts_ending_after_the_data() -> None:

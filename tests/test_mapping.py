@@ -11,8 +11,9 @@ import pytest
 
 from salespulse.ingest import ingest_from_source
 from salespulse.mapping import MappingError, load_mapping
+from salespulse.schema import create_schema
 from salespulse.sources import MappedSource
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.warehouse import get_engine, read_frame
 
 AS_OF = date(2026, 11, 1)
 

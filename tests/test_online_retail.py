@@ -17,8 +17,10 @@ import pytest
 from salespulse.ingest import LoadResult, ingest_from_source
 from salespulse.mapping import load_mapping
 from salespulse.model import get_entity
-from salespulse.sources import MappedSource, Window, extract_frame
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.schema import create_schema
+from salespulse.sources import MappedSource, Window
+from salespulse.warehouse import get_engine, read_frame
+from tests.helpers import extract_frame
 
 pytestmark = pytest.mark.real_data
 AS_OF = date(2011, 12, 10)

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import Engine
 
 from salespulse.ingest import LoadResult, load_entity
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.schema import create_schema
+from salespulse.warehouse import get_engine, read_frame
 
 AS_OF = date(2026, 11, 1)
 

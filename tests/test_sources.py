@@ -13,25 +13,28 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
+from salespulse.config import Settings
 from salespulse.crm_api import CrmApiServer
 from salespulse.generator import CrmDataset
-from salespulse.ingest import ingest_all, ingest_from_source
+from salespulse.ingest import ingest_from_source
 from salespulse.model import ENTITIES, get_entity
+from salespulse.schema import create_schema
 from salespulse.sources import (
     ApiError,
     ApiSource,
     FileSource,
     PermanentSourceError,
     RetryPolicy,
+    Source,
     SqlSource,
     Window,
     api_source_from_uri,
-    extract_frame,
     normalize_header,
     parse_retry_after,
-    source_from_env,
+    source_from_settings,
 )
-from salespulse.warehouse import create_schema, get_engine, read_frame
+from salespulse.warehouse import get_engine, read_frame
+from tests.helpers import extract_frame, ingest_all
 
 AS_OF = date(2026, 11, 1)
 FAST = RetryPolicy(max_retries=8, backoff=0.01, max_wait=0.2)
@@ -220,6 +223,11 @@ def test_the_api_window_is_applied_by_the_server(api: CrmApiServer, small_crm: C
 # --- configuration ----------------------------------------------------------------------------------
 
 
+def source_from_env(env: dict[str, str]) -> Source:
+    """The source the settings read from ``env`` name: how a worker builds it."""
+    return source_from_settings(Settings.from_env(env))
+
+
 def test_sources_are_configured_from_airflow_connections(tmp_path: Path) -> None:
     api = source_from_env(
         {
@@ -230,6 +238,7 @@ def test_sources_are_configured_from_airflow_connections(tmp_path: Path) -> None
     assert isinstance(api, ApiSource)
     assert (api.base_url, api.token, api.page_size) == ("https://crm.local:8443/base", "tok", 250)
     assert "tok" not in api.description
+    assert "tok" not in repr(Settings.from_env({"AIRFLOW_CONN_SALESPULSE_CRM_API": "http://:tok@crm.local/"}))
     database = source_from_env(
         {"SALESPULSE_SOURCE": "sql", "AIRFLOW_CONN_SALESPULSE_CRM_DB": "postgres://u:pw@db:5432/crm"}
     )

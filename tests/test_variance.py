@@ -11,9 +11,12 @@ import pytest
 
 from salespulse.alerts import variance_alert
 from salespulse.config import Settings
-from salespulse.pipeline import build_variance, render_variance_report
-from salespulse.variance import VarianceRules, first_forecasts, reconcile_levels, variance_facts
-from salespulse.warehouse import bulk_insert, create_schema, get_engine, read_frame
+from salespulse.schema import create_schema
+from salespulse.steps.report import render_variance_report
+from salespulse.steps.variance import build_variance
+from salespulse.variance import VarianceRules, first_forecasts, variance_facts
+from salespulse.warehouse import bulk_insert, get_engine, read_frame
+from tests.helpers import reconcile_levels
 
 MONTHS = pd.date_range("2026-01-01", periods=6, freq="MS")
 # EMEA's monthly revenue, January to June 2026.
@@ -342,7 +345,7 @@ def test_the_step_stores_the_hand_computed_facts_and_a_rerun_replaces_only_its_m
 
     may = build_variance(settings, date(2026, 6, 1), "may-run")
     june = build_variance(settings, date(2026, 7, 1), "june-run")
-    assert may["period"] == "2026-05-01" and june["period"] == "2026-06-01"
+    assert may.period == "2026-05-01" and june.period == "2026-06-01"
     facts = read_frame(engine, "select * from marts.fct_variance order by period_start, series_id, horizon")
     jun = facts[facts["period_start"].astype(str).str[:10] == "2026-06-01"]
     emea = jun[jun["series_id"] == "region:EMEA"].set_index("horizon")
@@ -358,8 +361,8 @@ def test_the_step_stores_the_hand_computed_facts_and_a_rerun_replaces_only_its_m
     assert owner["member"].tolist() == ["王芳", "王芳"]
     assert owner.set_index("horizon").loc[1, "variance_abs"] == pytest.approx(-15.0)
     # Both leads of both series miss by more than 10% (-15% and -10/95); only EMEA has a target.
-    assert june["flagged_rows"] == 4 and june["flags"]["variance"] == 4 and june["flags"]["target"] == 2
-    assert june["flagged"][0]["series_id"] in {"region:EMEA", "sales_owner:王芳"}
+    assert june.flagged_rows == 4 and june.flags["variance"] == 4 and june.flags["target"] == 2
+    assert june.flagged[0]["series_id"] in {"region:EMEA", "sales_owner:王芳"}
 
     # Re-running June replaces June's rows, and May's stay as they were.
     before = facts[facts["period_start"].astype(str).str[:10] == "2026-05-01"].reset_index(drop=True)
@@ -382,11 +385,11 @@ def test_the_step_stores_the_hand_computed_facts_and_a_rerun_replaces_only_its_m
     # The month's report renders from this warehouse: no segments or data-quality history yet, so those
     # sections say so; the owner's name is in the page as written.
     rendered = render_variance_report(settings, date(2026, 7, 1), "report-run")
-    page = Path(rendered["report"]).read_text(encoding="utf-8")
-    assert rendered["period"] == "2026-06-01" and "Sales variance report: 2026-06" in page
+    page = Path(rendered.report).read_text(encoding="utf-8")
+    assert rendered.period == "2026-06-01" and "Sales variance report: 2026-06" in page
     assert "王芳" in page and "sales_owner:王芳 h=1" in page
     assert "No data yet for: segment mix" in page
     assert {"forecast_region.png", "forecast_sales_owner.png", "largest_variances.png"} <= set(
-        rendered["charts"]
+        rendered.charts
     )
-    assert "forecast_segment.png" in rendered["charts"]  # SMB has actuals, though no forecast
+    assert "forecast_segment.png" in rendered.charts  # SMB has actuals, though no forecast

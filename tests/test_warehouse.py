@@ -8,17 +8,17 @@ from sqlalchemy import text
 
 from salespulse.dictionary import load_dictionary
 from salespulse.model import ENTITIES, LOAD_METADATA
+from salespulse.schema import create_schema
 from salespulse.warehouse import (
     LAYERS,
     bulk_insert,
     check_identifier,
-    create_schema,
     get_engine,
     read_frame,
     run_sql_file,
     split_statements,
-    table_counts,
 )
+from tests.helpers import table_counts
 
 
 def test_split_statements_drops_comments_and_keeps_each_statement() -> None:

@@ -24,6 +24,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from salespulse.clv import BetaGeoFitter, summarize
+from salespulse.rules import completed_before
 
 CHURN_FEATURES = [
     "recency_days",
@@ -39,7 +40,7 @@ CHURN_FEATURES = [
 
 def churn_features(sales_lines: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """Per customer with a completed purchase before ``cutoff``: what was known at the cutoff."""
-    done = sales_lines[(sales_lines["status"] == "completed") & (sales_lines["order_date"] < cutoff)]
+    done = completed_before(sales_lines, cutoff)
     orders = done.groupby(["customer_id", "order_id"], as_index=False).agg(
         order_date=("order_date", "min"), amount=("net_amount", "sum")
     )

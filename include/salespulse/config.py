@@ -1,9 +1,10 @@
 """Settings, read from the environment, with defaults that run on a laptop.
 
-One place says what can be configured. The warehouse is a SQLAlchemy URL:
-``WAREHOUSE_URL`` wins; otherwise an Airflow-style connection URI in
-``AIRFLOW_CONN_SALESPULSE_WAREHOUSE`` is used; otherwise an embedded DuckDB file
-under ``.data/`` in the repository.
+One place says what can be configured, and :meth:`Settings.from_env` is the one place that reads the
+environment: the entry points (Airflow tasks, the demo, benchmarks) build a :class:`Settings` and pass it
+down, so nothing below them looks at ``os.environ``. The warehouse is a SQLAlchemy URL: ``WAREHOUSE_URL``
+wins; otherwise an Airflow-style connection URI in ``AIRFLOW_CONN_SALESPULSE_WAREHOUSE`` is used;
+otherwise an embedded DuckDB file under ``.data/`` in the repository.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DEFAULT_FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped")
 # Customer and product attributes a level of the sales hierarchy can split revenue by (marts.sales_by_level).
 HIERARCHY_ATTRIBUTES = ("region", "segment", "category", "sales_owner")
 DEFAULT_FORECAST_LEVELS = ("region", "segment", "category", "sales_owner")
+# Where CRM data comes from (salespulse.sources): export files, a CRM database, a CRM API, or a mapping file.
+SOURCE_KINDS = ("files", "sql", "api", "mapping")
 
 # Airflow connection schemes -> SQLAlchemy driver names.
 _SCHEME_TO_SQLALCHEMY = {
@@ -112,6 +115,39 @@ def _env_ints(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
 
 
 @dataclass(frozen=True)
+class SourceSettings:
+    """Which CRM source to read and how to reach it (``salespulse.sources.source_from_settings``).
+
+    The export folder and preferred file format of the ``files`` source are the :class:`Settings`'
+    ``export_dir`` and ``source_format``. Connection URIs carry credentials, so they stay out of ``repr``.
+    """
+
+    kind: str = "files"
+    csv_delimiter: str | None = None
+    crm_db_uri: str | None = field(default=None, repr=False)
+    crm_db_schema: str = "crm"
+    crm_api_uri: str | None = field(default=None, repr=False)
+    mapping: str | None = None
+    source_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SourceSettings:
+        kind = env.get("SALESPULSE_SOURCE") or ("mapping" if env.get("SALESPULSE_MAPPING") else "files")
+        if kind not in SOURCE_KINDS:
+            raise ValueError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {kind!r}")
+        source_dir = env.get("SALESPULSE_SOURCE_DIR")
+        return cls(
+            kind=kind,
+            csv_delimiter=env.get("SALESPULSE_CSV_DELIMITER") or None,
+            crm_db_uri=env.get("AIRFLOW_CONN_SALESPULSE_CRM_DB") or None,
+            crm_db_schema=env.get("SALESPULSE_CRM_DB_SCHEMA", "crm"),
+            crm_api_uri=env.get("AIRFLOW_CONN_SALESPULSE_CRM_API") or None,
+            mapping=env.get("SALESPULSE_MAPPING") or None,
+            source_dir=Path(source_dir) if source_dir else None,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know about where things are and how to behave."""
 
@@ -138,7 +174,8 @@ class Settings:
     variance_pct_threshold: float = 0.10
     tracking_signal_threshold: float = 4.0
     target_pct_threshold: float = 0.10
-    extra: dict[str, str] = field(default_factory=dict)
+    source: SourceSettings = field(default_factory=SourceSettings)
+    duckdb_memory_limit: str = "1GB"
 
     @property
     def data_docs_root(self) -> Path:
@@ -221,4 +258,7 @@ class Settings:
             variance_pct_threshold=_env_float(env, "SALESPULSE_VARIANCE_PCT_THRESHOLD", 0.10),
             tracking_signal_threshold=_env_float(env, "SALESPULSE_TRACKING_SIGNAL_THRESHOLD", 4.0),
             target_pct_threshold=_env_float(env, "SALESPULSE_TARGET_PCT_THRESHOLD", 0.10),
+            source=SourceSettings.from_env(env),
+            # An embedded DuckDB shares the worker's memory: its buffer pool is capped, and spills past it.
+            duckdb_memory_limit=env.get("SALESPULSE_DUCKDB_MEMORY_LIMIT") or "1GB",
         )

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, text
 
 from salespulse.config import REPO_ROOT, SQL_DIR
+from salespulse.warehouse import bulk_insert, check_identifier, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,6 @@ def load_dictionary(path: Path = DICTIONARY_PATH) -> list[ViewDoc]:
 
 def apply_dictionary(conn: Connection, views: list[ViewDoc] | None = None) -> int:
     """Comment every documented view and column, and refill ``reporting.data_dictionary``."""
-    from salespulse.warehouse import bulk_insert, check_identifier, sql_literal
-
     views = views or load_dictionary()
     listing = "select table_name, table_type from information_schema.tables where table_schema = 'reporting'"
     kinds: dict[str, str] = {str(name): str(kind) for name, kind in conn.execute(text(listing)).all()}
@@ -139,30 +137,6 @@ def render_markdown(views: list[ViewDoc] | None = None) -> str:
         lines += [f"| `{c.name}` | {c.type} | {_cell(c.description)} |" for c in view.columns]
         lines.append("")
     return "\n".join(lines)
-
-
-def grant_reporting_reader(engine: Engine, role: str) -> bool:
-    """PostgreSQL: a role that may read the reporting schema and nothing else (created NOLOGIN if missing;
-    BI users are roles that log in and are granted it). Views run with their owner's rights, so the role
-    needs no grant on the tables underneath. Returns False, with a warning, where the warehouse user may not
-    create or grant roles."""
-    from salespulse.warehouse import check_identifier, run_sql_file
-
-    if engine.dialect.name != "postgresql":
-        return False
-    check_identifier(role)
-    try:
-        with engine.begin() as conn:
-            exists = conn.execute(
-                text("select 1 from pg_roles where rolname = :role"), {"role": role}
-            ).first()
-            if not exists:
-                conn.execute(text(f"create role {role} nologin"))
-            run_sql_file(conn, "reporting/grant_reader.sql", identifiers={"role": role})
-    except DBAPIError as exc:
-        log.warning("could not set up the read-only reporting role %r: %s", role, exc.orig)
-        return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> None:

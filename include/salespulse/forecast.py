@@ -6,7 +6,7 @@ For every series each candidate is backtested over several forecast origins with
 forecast horizon, scored by MASE (and WAPE), and the best one is fitted on the whole history
 to make the forecast with 80% and 95% prediction intervals, widened by its own backtest errors
 (:func:`interval_scale`). ETS is :mod:`salespulse.ets`, which fits every origin in one pass;
-:class:`StatsmodelsETS` is the same model through statsmodels, kept as the reference.
+``tests/test_ets.py`` checks it against statsmodels' ``ETSModel``, the reference.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,11 @@ from typing import Any, Protocol, TypeVar, cast
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
-from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 from threadpoolctl import threadpool_limits
 
 from salespulse import ets
 from salespulse.config import DEFAULT_FORECAST_MODELS, FORECAST_MODELS
+from salespulse.periods import last_complete_month
 
 Z80 = float(norm.ppf(0.90))
 Z95 = float(norm.ppf(0.975))
@@ -138,7 +139,7 @@ class ETS:
     """Exponential smoothing with additive errors: a level, optionally a damped trend, and an additive
     season when the history has two full seasons and two more months (:mod:`salespulse.ets`).
 
-    Same model as :class:`StatsmodelsETS`, estimated by a grid search with least-squares initial states,
+    Same model as statsmodels' ``ETSModel``, estimated by a grid search with least-squares initial states,
     and able to fit every backtest origin in one pass (``fit_origins``): all four origins of a 3-year
     series in 6 ms (no trend) to 22 ms (damped trend), where one statsmodels fit took 80 to 200 ms.
     """
@@ -179,64 +180,6 @@ class ETS:
             raise RuntimeError("fit the model before predicting")
         mean, sd = ets.forecast(self._fit, self._state, h)
         return _normal_intervals(mean, sd)
-
-
-@dataclass
-class StatsmodelsETS:
-    """Exponential smoothing (statsmodels ETSModel) with additive errors: a level, optionally a damped
-    trend, and an additive season when there are two full seasons of history.
-
-    Intervals use the residual variance corrected for the fitted parameters, SSE / (n - k), as the
-    R forecast package does; statsmodels' own uses SSE / n, which is over-confident on short series.
-    """
-
-    season_length: int = 12
-    damped_trend: bool = False
-    name: str = "ets"
-    _fit: Any = None
-    _n: int = 0
-    _scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.damped_trend:
-            self.name = "ets_damped"
-
-    def fit(self, y: np.ndarray) -> StatsmodelsETS:
-        m = self.season_length
-        if len(y) < 10:
-            raise SeriesTooShort("ETS needs at least 10 observations")
-        seasonal = "add" if fits_a_season(len(y), m) else None
-        # statsmodels' prediction results need a pandas index; the dates themselves do not matter.
-        history = pd.Series(
-            np.asarray(y, dtype=float), index=pd.date_range("2000-01-01", periods=len(y), freq="MS")
-        )
-        model = ETSModel(
-            history,
-            error="add",
-            trend="add" if self.damped_trend else None,
-            damped_trend=self.damped_trend,
-            seasonal=seasonal,
-            seasonal_periods=m if seasonal else None,
-            initialization_method="estimated",
-        )
-        self._fit = model.fit(disp=False, maxiter=200)
-        self._n = len(y)
-        k = len(self._fit.params)
-        if self._n - k < 2:
-            raise SeriesTooShort(f"ETS with {k} parameters needs more than {k + 1} observations")
-        self._scale = math.sqrt(self._n / (self._n - k))
-        return self
-
-    def predict(self, h: int) -> pd.DataFrame:
-        prediction = self._fit.get_prediction(start=self._n, end=self._n + h - 1)
-        mean = prediction.predicted_mean.to_numpy()
-        out = {"mean": mean}
-        for alpha, label in ((0.2, "80"), (0.05, "95")):
-            frame = prediction.summary_frame(alpha=alpha)
-            half = (frame["pi_upper"].to_numpy() - frame["pi_lower"].to_numpy()) / 2 * self._scale
-            out[f"lo{label}"] = mean - half
-            out[f"hi{label}"] = mean + half
-        return pd.DataFrame(out)
 
 
 ArimaSpec = tuple[tuple[int, int, int], tuple[int, int, int], str]  # order, seasonal order, trend
@@ -505,7 +448,7 @@ def forecast_series(
 
 def complete_months(series: pd.DataFrame, as_of: date) -> pd.DataFrame:
     """Fill months with no sales with zero, from each series' first month to the month before ``as_of``."""
-    last = pd.Timestamp(as_of).to_period("M").to_timestamp() - pd.DateOffset(months=1)
+    last = pd.Timestamp(last_complete_month(as_of))
     frames = []
     for (series_id, level, member), group in series.groupby(["series_id", "level", "member"], sort=True):
         months = pd.date_range(pd.Timestamp(group["period_start"].min()), last, freq="MS")
@@ -614,26 +557,15 @@ def forecast_filled(
     return snapshot, pd.DataFrame(backtest_rows), caught
 
 
-def forecast_all(
-    series: pd.DataFrame,
-    as_of: date,
-    horizon: int = 6,
-    folds: int = 3,
-    season_length: int = 12,
-    reconciliation: str = "wls_var",
-    workers: int = 1,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Counter[str]]]:
-    """Forecast every series from the month of ``as_of`` on, then make the levels add up to the total
-    (:mod:`salespulse.reconcile`; ``reconciliation="none"`` keeps the base forecasts).
+def warning_kinds(caught: dict[str, Counter[str]]) -> Counter[str]:
+    """The numerical warnings caught per series (:func:`forecast_filled`), added up by kind."""
+    kinds: Counter[str] = Counter()
+    for counts in caught.values():
+        kinds.update(counts)
+    return kinds
 
-    Returns the snapshot rows (with ``base_forecast``, the model's own), the backtest rows, and the
-    numerical warnings caught per series.
-    """
-    snapshot, backtests, caught = forecast_filled(
-        complete_months(series, as_of), as_of, horizon, folds, season_length, workers
-    )
-    if not snapshot.empty:
-        from salespulse.reconcile import reconcile
 
-        snapshot = reconcile(snapshot, reconciliation).forecasts.assign(reconciliation=reconciliation)
-    return snapshot, backtests, caught
+def partition_of(series_id: str, partitions: int) -> int:
+    """A series' partition: stable across runs and machines (CRC-32 of its id), so a retry redoes the
+    same set."""
+    return zlib.crc32(series_id.encode("utf-8")) % partitions

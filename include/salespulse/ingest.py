@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, text
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
 from salespulse.slices import Spill
-from salespulse.sources import FileSource, Source, Window, normalize_header
+from salespulse.sources import Source, Window, normalize_header
 from salespulse.warehouse import bulk_insert, check_identifier, read_frame, read_matching, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,7 @@ def gate_inputs(
     if {"line_amount_mean_min", "line_amount_mean_max"} & used:
         baseline = read_frame(
             conn,
-            "select avg(quantity * unit_price * (1 - coalesce(discount_pct, 0))) as mean_amount "
-            "from core.fct_order_line",
+            "select avg(net_amount) as mean_amount from core.order_line_amounts",
         )["mean_amount"].iloc[0]
         if baseline is not None and not pd.isna(baseline):
             tolerance = float(meta.get("mean_tolerance", 0.25))
@@ -529,19 +528,3 @@ def ingest_from_source(
         new_columns=tuple(dict.fromkeys(c for r in results for c in r.new_columns)),
         source=description,
     )
-
-
-def ingest_all(
-    engine: Engine, source: Source, as_of: date, run_id: str, full_refresh: bool = False
-) -> list[LoadResult]:
-    """Load every entity from one source, parents before children."""
-    from salespulse.model import ENTITIES
-
-    return [ingest_from_source(engine, source, e.name, as_of, run_id, full_refresh) for e in ENTITIES]
-
-
-def ingest_exports(
-    engine: Engine, export_dir: Path, as_of: date, run_id: str, source_format: str = "parquet"
-) -> list[LoadResult]:
-    """Load every entity from a folder of export files (see :class:`salespulse.sources.FileSource`)."""
-    return ingest_all(engine, FileSource(export_dir, prefer=source_format), as_of, run_id)

@@ -30,7 +30,6 @@ with the reason (``type_<column>``) instead of losing it. CSV files are read as 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -191,7 +190,8 @@ def _lookup_expression(where: str, spec: dict[str, Any], lookups: Mapping[str, A
 def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> SourceMapping:
     """Read and check a mapping file, by path or by the name of one in ``include/mappings/``.
 
-    ``source_dir`` (or ``SALESPULSE_SOURCE_DIR``) overrides the folder the mapping's files are read from.
+    ``source_dir`` (``SALESPULSE_SOURCE_DIR`` in the settings) overrides the folder the mapping's files
+    are read from.
     """
     path = Path(path)
     if not path.exists() and (MAPPINGS_DIR / f"{path}.yaml").exists():
@@ -203,8 +203,7 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
     if not isinstance(document, dict) or document.get("version") != 1:
         raise MappingError(f"{path}: a mapping needs 'version: 1' at the top")
     source = document.get("source") or {}
-    override = source_dir or os.environ.get("SALESPULSE_SOURCE_DIR")
-    folder = Path(override) if override else (path.parent / source.get("path", ".")).resolve()
+    folder = Path(source_dir) if source_dir else (path.parent / source.get("path", ".")).resolve()
     tables = {}
     for name, spec in (source.get("tables") or {}).items():
         spec = {"file": spec} if isinstance(spec, str) else dict(spec)

@@ -170,6 +170,24 @@ ENTITIES: tuple[Entity, ...] = (
 )
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 
+
+def load_order(entities: tuple[Entity, ...] = ENTITIES) -> tuple[Entity, ...]:
+    """The entities in an order where each comes after the ones it ``depends_on`` (its references are
+    checked against core, so they load first); ties keep the listed order. An unknown or circular
+    dependency is an error."""
+    names = {e.name for e in entities}
+    done: list[Entity] = []
+    pending = list(entities)
+    while pending:
+        ready = [e for e in pending if all(d in {x.name for x in done} for d in e.depends_on)]
+        if not ready:
+            missing = {d for e in pending for d in e.depends_on if d not in names}
+            raise ValueError(f"entities {[e.name for e in pending]} cannot load: {missing or 'a cycle'}")
+        done.append(ready[0])
+        pending.remove(ready[0])
+    return tuple(done)
+
+
 FUNNEL_STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
 ORDER_STATUSES = ("completed", "returned", "cancelled")
 # Metadata columns every landed row carries, so each row traces back to the run that produced it.

@@ -29,6 +29,7 @@ from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from salespulse.config import EXPECTATIONS_DIR
+from salespulse.rules import net_amount
 
 log = logging.getLogger(__name__)
 ROW_ID = "_row"
@@ -65,9 +66,7 @@ DERIVED_COLUMNS: dict[str, dict[str, Callable[[pd.DataFrame, Mapping[str, Any]],
     "order_lines": {
         "_order_known": _known("order_id", "known_order_ids"),
         "_product_known": _known("product_id", "known_product_ids"),
-        "_line_amount": lambda frame, refs: (
-            frame["quantity"] * frame["unit_price"] * (1 - frame["discount_pct"].fillna(0.0))
-        ).astype("float64"),
+        "_line_amount": lambda frame, refs: net_amount(frame),
     },
     "interactions": {"_customer_known": _known("customer_id", "known_customer_ids")},
     "opportunities": {"_customer_known": _known("customer_id", "known_customer_ids")},

@@ -5,9 +5,10 @@ PNG files beside it, so the folder can be opened from disk, zipped, or mailed. R
 ``<data dir>/reports/<YYYY-MM>/`` (a re-run replaces its month's folder) with an index of every month at
 ``<data dir>/reports/index.html``.
 
-:func:`load_report_data` reads what the page shows, as of the report's date (so an older month re-rendered
-later shows what was known then, not the newest segments); :func:`render_report` draws it and writes
-the files. Charts are drawn with matplotlib's object API (no pyplot state, safe in worker processes).
+The report step (:mod:`salespulse.steps.report`) reads what the page shows into a :class:`ReportData`, as
+of the report's date (so an older month re-rendered later shows what was known then, not the newest
+segments); :func:`render_report` draws it and writes the files. Charts are drawn with matplotlib's
+object API (no pyplot state, safe in worker processes).
 """
 
 from __future__ import annotations
@@ -24,10 +25,6 @@ import pandas as pd
 from matplotlib import colormaps, font_manager
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, MonthLocator
 from matplotlib.figure import Figure
-from sqlalchemy import Engine
-
-from salespulse.variance import actuals_with_zeros
-from salespulse.warehouse import read_frame
 
 LEVEL_ORDER = ("total", "region", "segment", "category", "sales_owner")
 HISTORY_MONTHS = 24
@@ -50,91 +47,6 @@ class ReportData:
     data_quality: pd.DataFrame  # entity, validation_date (load as-of date), quality_score, rows_quarantined
     drivers: pd.DataFrame  # the report's price/volume/mix rows
     churn_warnings: int
-
-
-def load_report_data(engine: Engine, as_of: date, period: date) -> ReportData:
-    """Everything the page shows, as known on ``as_of``."""
-    params = {"as_of": as_of, "period": period}
-    history_start = (pd.Timestamp(period) - pd.DateOffset(months=HISTORY_MONTHS - 1)).date()
-    variance = read_frame(engine, "select * from marts.fct_variance where period_start <= :period", params)
-    actuals = actuals_with_zeros(
-        read_frame(
-            engine,
-            "select series_id, level, member, period_start, revenue from marts.sales_by_level "
-            "where grain = 'month' and period_start <= :period",
-            params,
-        ),
-        as_of,
-    ).rename(columns={"actual": "revenue"})
-    actuals = actuals[pd.to_datetime(actuals["period_start"]) >= pd.Timestamp(history_start)]
-    forecast = read_frame(
-        engine,
-        "select * from marts.forecast_snapshot where run_id = ("
-        " select run_id from marts.forecast_snapshot where as_of_date <= :as_of"
-        " order by as_of_date desc, created_at desc limit 1)",
-        params,
-    )
-    snapshots = read_frame(
-        engine,
-        "select distinct snapshot_date from marts.customer_rfm where snapshot_date <= :as_of "
-        "order by snapshot_date",
-        params,
-    )["snapshot_date"].tolist()
-    segment_mix = read_frame(
-        engine,
-        "select snapshot_date, rfm_segment, customers from reporting.segment_summary "
-        "where snapshot_date <= :as_of order by snapshot_date",
-        params,
-    )
-    migration = pd.DataFrame(columns=["from_group", "to_group", "customers"])
-    if len(snapshots) >= 2:
-        migration = read_frame(
-            engine,
-            "select earlier.rfm_segment as from_group, "
-            "coalesce(later.rfm_segment, 'not scored') as to_group, count(*) as customers "
-            "from marts.customer_rfm as earlier "
-            "left join marts.customer_rfm as later "
-            "on later.customer_id = earlier.customer_id and later.snapshot_date = :later "
-            "where earlier.snapshot_date = :earlier group by 1, 2",
-            {"earlier": snapshots[-2], "later": snapshots[-1]},
-        )
-    # Per load date (the batches' as-of date), so a report re-rendered later shows the same trend.
-    data_quality = read_frame(
-        engine,
-        "with results as (select entity, as_of_date, "
-        "avg(case when success then 1.0 else 0.0 end) as quality_score "
-        "from quality.validation_results where as_of_date <= :as_of group by entity, as_of_date), "
-        "held as (select entity, as_of_date, count(*) as rows_quarantined from quality.quarantine "
-        "where as_of_date <= :as_of group by entity, as_of_date) "
-        "select results.entity, results.as_of_date as validation_date, results.quality_score, "
-        "coalesce(held.rows_quarantined, 0) as rows_quarantined from results left join held "
-        "on held.entity = results.entity and held.as_of_date = results.as_of_date "
-        "order by validation_date",
-        params,
-    )
-    drivers = read_frame(
-        engine,
-        "select * from marts.fct_revenue_drivers where report_as_of = :as_of order by series_id",
-        params,
-    )
-    churn = read_frame(
-        engine,
-        "select count(*) as n from marts.churn_warnings where snapshot_date = "
-        "(select max(snapshot_date) from marts.churn_warnings where snapshot_date <= :as_of)",
-        params,
-    )
-    return ReportData(
-        as_of=as_of,
-        period=period,
-        variance=variance,
-        actuals=actuals,
-        forecast=forecast,
-        segment_mix=segment_mix,
-        migration=migration,
-        data_quality=data_quality,
-        drivers=drivers,
-        churn_warnings=int(churn["n"].iloc[0] or 0),
-    )
 
 
 def _font_families() -> list[str]:

@@ -16,6 +16,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from salespulse.rules import completed_before
+
 
 @dataclass(frozen=True)
 class SegmentRule:
@@ -77,7 +79,7 @@ def compute_rfm(
     Only purchases before ``as_of`` count. Customers with no completed purchase are not scored.
     """
     snapshot = pd.Timestamp(as_of)
-    completed = sales_lines[(sales_lines["status"] == "completed") & (sales_lines["order_date"] < snapshot)]
+    completed = completed_before(sales_lines, as_of)
     if completed.empty:
         return pd.DataFrame(columns=RFM_COLUMNS)
     per_customer = completed.groupby("customer_id", sort=True).agg(
@@ -199,7 +201,7 @@ def purchase_history(sales_lines: pd.DataFrame, as_of: date) -> pd.DataFrame:
     """Per customer, from completed orders before ``as_of``: first and last purchase, orders in the last
     year, the typical gap between purchases (median) and the longest one before the last purchase."""
     snapshot = pd.Timestamp(as_of)
-    completed = sales_lines[(sales_lines["status"] == "completed") & (sales_lines["order_date"] < snapshot)]
+    completed = completed_before(sales_lines, as_of)
     days = completed.drop_duplicates(["customer_id", "order_date"])[["customer_id", "order_date"]]
     days = days.sort_values(["customer_id", "order_date"])
     gaps = days.groupby("customer_id")["order_date"].diff().dt.days

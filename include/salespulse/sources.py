@@ -6,7 +6,8 @@ decides the window from the watermark it keeps in the warehouse, so every source
 Rows whose ``updated_at`` is missing or unreadable are always included, so the gate quarantines them by
 name instead of losing them.
 
-Configured by :func:`source_from_env` (see ``.env.example``):
+Configured by :func:`source_from_settings` from :class:`salespulse.config.SourceSettings` (see
+``.env.example``):
 
 - ``files`` (default): ``SALESPULSE_EXPORT_DIR`` holds ``<entity>.parquet``, ``<entity>.csv`` or
   ``<entity>.csv.gz``, or a folder ``<entity>/`` of such files (daily drops). CSV is read as UTF-8 text with
@@ -25,7 +26,6 @@ from __future__ import annotations
 import csv
 import email.utils
 import logging
-import os
 import random
 import re
 import time
@@ -40,7 +40,7 @@ import pandas as pd
 import requests
 from sqlalchemy import create_engine, text
 
-from salespulse.config import sqlalchemy_url_from_airflow_uri
+from salespulse.config import SOURCE_KINDS, Settings, sqlalchemy_url_from_airflow_uri
 from salespulse.mapping import load_mapping
 from salespulse.model import Entity
 from salespulse.warehouse import check_identifier, sql_literal
@@ -48,7 +48,6 @@ from salespulse.warehouse import check_identifier, sql_literal
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 500_000
-SOURCE_KINDS = ("files", "sql", "api", "mapping")
 
 
 @dataclass(frozen=True)
@@ -76,12 +75,6 @@ class Source(Protocol):
     def description(self) -> str: ...
 
     def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]: ...
-
-
-def extract_frame(source: Source, entity: Entity, window: Window) -> pd.DataFrame:
-    """All of a window's rows at once: what the loader gates as one batch."""
-    chunks = list(source.extract(entity, window))
-    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
 
 class SourceError(RuntimeError):
@@ -385,35 +378,27 @@ def api_source_from_uri(uri: str) -> ApiSource:
     )
 
 
-def source_from_env(env: Mapping[str, str] | None = None, export_dir: Path | None = None) -> Source:
-    """The source ``SALESPULSE_SOURCE`` names: files, sql, api or mapping, set up from the environment."""
-    env = os.environ if env is None else env
-    kind = env.get("SALESPULSE_SOURCE") or ("mapping" if env.get("SALESPULSE_MAPPING") else "files")
-    if kind == "files":
-        folder = Path(env.get("SALESPULSE_EXPORT_DIR") or export_dir or ".data/exports")
+def source_from_settings(settings: Settings) -> Source:
+    """The source ``settings.source`` names: files, sql, api or mapping."""
+    config = settings.source
+    if config.kind == "files":
         return FileSource(
-            folder=folder.resolve(),
-            delimiter=env.get("SALESPULSE_CSV_DELIMITER") or None,
-            prefer=env.get("SALESPULSE_SOURCE_FORMAT", "parquet"),
+            folder=settings.export_dir.resolve(),
+            delimiter=config.csv_delimiter,
+            prefer=settings.source_format,
         )
-    if kind == "sql":
-        uri = env.get("AIRFLOW_CONN_SALESPULSE_CRM_DB")
-        if not uri:
+    if config.kind == "sql":
+        if not config.crm_db_uri:
             raise ValueError("SALESPULSE_SOURCE=sql needs AIRFLOW_CONN_SALESPULSE_CRM_DB (a database URI)")
-        return SqlSource(
-            url=sqlalchemy_url_from_airflow_uri(uri), schema=env.get("SALESPULSE_CRM_DB_SCHEMA", "crm")
-        )
-    if kind == "api":
-        uri = env.get("AIRFLOW_CONN_SALESPULSE_CRM_API")
-        if not uri:
+        return SqlSource(url=sqlalchemy_url_from_airflow_uri(config.crm_db_uri), schema=config.crm_db_schema)
+    if config.kind == "api":
+        if not config.crm_api_uri:
             raise ValueError(
                 "SALESPULSE_SOURCE=api needs AIRFLOW_CONN_SALESPULSE_CRM_API (http://:TOKEN@host/)"
             )
-        return api_source_from_uri(uri)
-    if kind == "mapping":
-        mapping = env.get("SALESPULSE_MAPPING")
-        if not mapping:
+        return api_source_from_uri(config.crm_api_uri)
+    if config.kind == "mapping":
+        if not config.mapping:
             raise ValueError("SALESPULSE_SOURCE=mapping needs SALESPULSE_MAPPING (a mapping file or name)")
-        source_dir = env.get("SALESPULSE_SOURCE_DIR")
-        return MappedSource(Path(mapping), Path(source_dir) if source_dir else None)
-    raise ValueError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {kind!r}")
+        return MappedSource(Path(config.mapping), config.source_dir)
+    raise ValueError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {config.kind!r}")

@@ -205,31 +205,3 @@ def _reasons(row: dict[str, object], rules: VarianceRules) -> str | None:
         limit = rules.target_pct_threshold
         reasons.append(f"vs target {row['target_variance_pct']:+.1%} (limit ±{limit:.0%})")
     return "; ".join(reasons) or None
-
-
-def reconcile_levels(facts: pd.DataFrame, tolerance: float = 1e-6) -> pd.DataFrame:
-    """Per lead and level: does the sum of the members' actuals equal the total's actual?
-
-    Every order line belongs to exactly one member of each level, so the actuals must add up; forecasts need
-    not (they are made per series) and are reported beside them, with the gap.
-    """
-    total = facts[facts["level"] == "total"].set_index("horizon")[["actual", "forecast"]]
-    rows = []
-    for (horizon, level), part in facts[facts["level"] != "total"].groupby(["horizon", "level"]):
-        if horizon not in total.index:
-            continue
-        actual_total = float(total.loc[horizon, "actual"])
-        rows.append(
-            {
-                "horizon": horizon,
-                "level": level,
-                "members": len(part),
-                "actual_sum": float(part["actual"].sum()),
-                "actual_total": actual_total,
-                "actual_reconciles": abs(part["actual"].sum() - actual_total)
-                <= tolerance * max(1.0, abs(actual_total)),
-                "forecast_sum": float(part["forecast"].sum()),
-                "forecast_total": float(total.loc[horizon, "forecast"]),
-            }
-        )
-    return pd.DataFrame(rows)

@@ -2,15 +2,15 @@
 
 SQL lives in ``include/sql/<layer>/<verb>_<object>.sql``. Values are always bound parameters;
 the few identifiers a template needs (``$core_table``) come from :mod:`salespulse.model` and are
-checked against a strict pattern before they are substituted.
+checked against a strict pattern before they are substituted. Creating the schema, its documentation and
+its grants is :mod:`salespulse.schema`, built on this module.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -18,41 +18,27 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
 from salespulse.config import SQL_DIR
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-# Statements run at set-up, in this order. Every one is idempotent.
-SCHEMA_FILES = (
-    "create_schemas.sql",
-    "raw/create_tables.sql",
-    "core/create_tables.sql",
-    "core/create_views.sql",
-    "quality/create_tables.sql",
-    "audit/create_tables.sql",
-    "marts/create_tables.sql",
-    "marts/create_views.sql",
-    "reporting/create_tables.sql",
-    "reporting/create_views.sql",
-)
 LAYERS = ("raw", "core", "quality", "audit", "marts", "reporting")
 COPY_CHUNK_ROWS = 200_000
 
 
-def get_engine(url: str) -> Engine:
+def get_engine(url: str, memory_limit: str = "1GB") -> Engine:
     """An engine for a SQLAlchemy URL; DuckDB files get their folder created.
 
-    An embedded DuckDB shares the worker's memory, so its buffer pool is capped
-    (``SALESPULSE_DUCKDB_MEMORY_LIMIT``, default 1GB); past the cap it spills to disk.
+    An embedded DuckDB shares the worker's memory, so its buffer pool is capped at ``memory_limit``
+    (``SALESPULSE_DUCKDB_MEMORY_LIMIT`` in the settings); past the cap it spills to disk.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "duckdb":
         if parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        limit = os.environ.get("SALESPULSE_DUCKDB_MEMORY_LIMIT", "1GB")
-        return create_engine(url, future=True, connect_args={"config": {"memory_limit": limit}})
+        return create_engine(url, future=True, connect_args={"config": {"memory_limit": memory_limit}})
     return create_engine(url, future=True)
 
 
@@ -113,36 +99,6 @@ def run_sql_file(
     return rowcount
 
 
-# Derived tables whose shape changed: (table, a column only the new shape has). Their rows are rebuilt from
-# kept inputs (forecast snapshots, core), so an old-shaped one is dropped and recreated empty; re-run the
-# DAG that fills it for the periods wanted.
-RESHAPED_DERIVED_TABLES = (("marts.fct_variance", "flagged"), ("marts.sales_series", "grain"))
-
-
-def _drop_reshaped_tables(conn: Connection) -> None:
-    columns = read_frame(
-        conn,
-        "select table_schema || '.' || table_name as qualified, column_name from information_schema.columns "
-        "where table_schema = 'marts'",
-    )
-    cascade = " cascade" if dialect_of(conn) == "postgresql" else ""
-    for qualified, new_column in RESHAPED_DERIVED_TABLES:
-        existing = set(columns.loc[columns["qualified"] == qualified, "column_name"])
-        if existing and new_column not in existing:
-            conn.execute(text(f"drop table {qualified}{cascade}"))
-
-
-def create_schema(engine: Engine) -> None:
-    """Create every schema, table and view. Safe to run any number of times."""
-    from salespulse.dictionary import apply_dictionary
-
-    with engine.begin() as conn:
-        _drop_reshaped_tables(conn)
-        for relative_path in SCHEMA_FILES:
-            run_sql_file(conn, relative_path)
-        apply_dictionary(conn)
-
-
 def bulk_insert(conn: Connection, schema: str, table: str, frame: pd.DataFrame) -> int:
     """Append a DataFrame to ``schema.table`` with the engine's fast path, inside the caller's transaction.
 
@@ -188,6 +144,43 @@ def read_frame(conn: Connection | Engine, sql: str, params: Mapping[str, Any] | 
     return pd.read_sql(text(statement), conn, params=dict(params or {}))
 
 
+def read_sql_file(
+    conn: Connection | Engine, relative_path: str, params: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """The rows of the one query in a SQL file, with bound parameters (only the ones it names)."""
+    (statement,) = load_sql(relative_path)
+    names = set(text(statement).compile().params)
+    missing = names - set(params or {})
+    if missing:
+        raise KeyError(f"{relative_path}: no value for parameter(s) {sorted(missing)}")
+    return read_frame(conn, statement, {k: v for k, v in (params or {}).items() if k in names})
+
+
+def replace_rows(
+    conn: Connection, table: str, where: Mapping[str, Any], frame: pd.DataFrame | None = None
+) -> int:
+    """Delete the rows of ``schema.table`` that match ``where`` (column = value, all of them) and append
+    ``frame`` in their place, in the caller's transaction: how a step re-run replaces its own rows."""
+    schema, name = (check_identifier(part) for part in table.split("."))
+    condition = " and ".join(f"{check_identifier(column)} = :{column}" for column in where)
+    conn.execute(text(f"delete from {schema}.{name} where {condition}"), dict(where))
+    return 0 if frame is None else bulk_insert(conn, schema, name, frame)
+
+
+def delete_keys(
+    conn: Connection, table: str, where: Mapping[str, Any], column: str, keys: Sequence[Any]
+) -> None:
+    """Delete the rows of ``schema.table`` matching ``where`` whose ``column`` is one of ``keys``, in chunks
+    of 500 keys (a bound list per statement)."""
+    schema, name = (check_identifier(part) for part in table.split("."))
+    condition = " and ".join(f"{check_identifier(c)} = :{c}" for c in where)
+    statement = text(
+        f"delete from {schema}.{name} where {condition} and {check_identifier(column)} in :keys"
+    ).bindparams(bindparam("keys", expanding=True))
+    for start in range(0, len(keys), 500):
+        conn.execute(statement, {**where, "keys": list(keys[start : start + 500])})
+
+
 def read_matching(
     conn: Connection, table: str, key: str, candidates: pd.Series, columns: tuple[str, ...] = ()
 ) -> pd.DataFrame:
@@ -211,15 +204,3 @@ def read_matching(
     return read_frame(
         conn, f"select {selected} from {qualified} t join pg_temp._salespulse_probe p on t.{key} = p.k"
     )
-
-
-def table_counts(engine: Engine, layers: tuple[str, ...] = LAYERS) -> dict[str, int]:
-    """Row count of every table and view in the given layers, keyed ``schema.table``."""
-    listing = read_frame(engine, "select table_schema, table_name from information_schema.tables")
-    listing = listing[listing["table_schema"].isin(layers)].sort_values(["table_schema", "table_name"])
-    counts: dict[str, int] = {}
-    with engine.connect() as conn:
-        for schema, table in listing.itertuples(index=False):
-            qualified = f"{check_identifier(schema)}.{check_identifier(table)}"
-            counts[qualified] = int(conn.execute(text(f"select count(*) from {qualified}")).scalar_one())
-    return counts

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pendulum
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from salespulse import pipeline
 from salespulse.alerts import Alert, churn_alert, quality_alert, schema_drift_alert, variance_alert
 from salespulse.config import Settings
 from salespulse.ingest import SourceSchemaError
 from salespulse.mapping import MappingError
 from salespulse.quality import DataQualityError
 from salespulse.sources import PermanentSourceError
+from salespulse.steps.ingest import ingest_entity
+from salespulse.steps.segments import SegmentsSummary
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +101,19 @@ def publish(context: Mapping[str, Any], asset: Asset, as_of: date, summary: Mapp
     }
 
 
+S = TypeVar("S")
+
+
+def payload(summary: Any) -> dict[str, Any]:
+    """A step's frozen summary as the plain dict a task returns (XCom) and an asset event carries."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(summary).items()}
+
+
 def run_step(
-    step: Callable[[Settings, date, str], dict[str, Any]],
+    step: Callable[[Settings, date, str], S],
     asset: Asset,
     context: Mapping[str, Any],
-    alert: Callable[[dict[str, Any], Mapping[str, Any]], Alert | None] | None = None,
+    alert: Callable[[S, Mapping[str, Any]], Alert | None] | None = None,
 ) -> dict[str, Any]:
     """Run one pipeline step as of the run's date and attach its summary (lists left out) to the asset
     event it emits; if ``alert`` makes a message from the summary, send it through the notifiers."""
@@ -111,17 +121,18 @@ def run_step(
 
     as_of = as_of_from_context(context)
     summary = step(settings(), as_of, context["run_id"])
-    publish(context, asset, as_of, {k: v for k, v in summary.items() if not isinstance(v, list)})
+    result = payload(summary)
+    publish(context, asset, as_of, {k: v for k, v in result.items() if not isinstance(v, list)})
     if alert is not None and (message := alert(summary, context)) is not None:
         send_alert(message, context)
-    return summary
+    return result
 
 
 def run_unpublished_step(
-    step: Callable[[Settings, date, str], dict[str, Any]], context: Mapping[str, Any]
+    step: Callable[[Settings, date, str], Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Run a step that emits no asset (a part of a DAG, or the report) as of the run's date."""
-    return step(settings(), as_of_from_context(context), context["run_id"])
+    return payload(step(settings(), as_of_from_context(context), context["run_id"]))
 
 
 def send_variance_alert(
@@ -144,15 +155,15 @@ def send_variance_alert(
     return [] if alert is None else send_alert(alert, context)
 
 
-def churn_warning_alert(summary: Mapping[str, Any], context: Mapping[str, Any]) -> Alert | None:
+def churn_warning_alert(summary: SegmentsSummary, context: Mapping[str, Any]) -> Alert | None:
     """The customer_segments DAG's alert: valuable customers whose churn risk crossed the threshold."""
     ti = context.get("ti")
     return churn_alert(
         dag_id=getattr(ti, "dag_id", "customer_segments"),
         run_id=context["run_id"],
         as_of=as_of_from_context(context).isoformat(),
-        warnings=summary.get("churn_warnings", [])[:20],
-        total=summary.get("churn_warning_count", 0),
+        warnings=list(summary.churn_warnings[:20]),
+        total=summary.churn_warning_count,
     )
 
 
@@ -179,7 +190,7 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", "ingest_crm")
     try:
-        result = pipeline.ingest_entity(
+        result = ingest_entity(
             settings(), entity, as_of, context["run_id"], full_refresh=full_refresh_from_context(context)
         )
     except (PermanentSourceError, SourceSchemaError, MappingError) as error:
@@ -196,30 +207,30 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
         )
         send_alert(alert, context)
         raise AirflowFailException(str(error)) from error
-    if result["failures"]:
+    if result.failures:
         alert = quality_alert(
             dag_id=dag_id,
             run_id=context["run_id"],
             entity=entity,
             as_of=as_of.isoformat(),
-            failures=result["failures"],
+            failures=list(result.failures),
             rows={
-                "read": result["rows_read"],
-                "loaded": result["rows_loaded"],
-                "quarantined": result["rows_quarantined"],
-                "duplicates": result["rows_duplicate"],
+                "read": result.rows_read,
+                "loaded": result.rows_loaded,
+                "quarantined": result.rows_quarantined,
+                "duplicates": result.rows_duplicate,
             },
-            data_docs=result["data_docs"],
+            data_docs=result.data_docs,
         )
         send_alert(alert, context)
-    if result["new_columns"]:
+    if result.new_columns:
         drift = schema_drift_alert(
             dag_id=dag_id,
             run_id=context["run_id"],
             entity=entity,
             as_of=as_of.isoformat(),
-            new_columns=result["new_columns"],
-            source=result["source"],
+            new_columns=list(result.new_columns),
+            source=result.source,
         )
         send_alert(drift, context)
-    return result
+    return result.as_dict()

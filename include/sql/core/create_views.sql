@@ -1,14 +1,19 @@
+-- Order lines with their net amount: the one definition of a line's revenue (salespulse.rules.net_amount
+-- is the same rule for batches not loaded yet).
+create or replace view core.order_line_amounts as
+select
+    line.order_id,
+    line.line_number,
+    line.product_id,
+    line.quantity,
+    line.unit_price,
+    line.quantity * line.unit_price * (1 - coalesce(line.discount_pct, 0)) as net_amount
+from core.fct_order_line as line;
+
 -- Order lines with their customer and product attributes and the net amount: the sales fact every mart reads.
 create or replace view core.sales_lines as
 with lines as (
-    select
-        line.order_id,
-        line.line_number,
-        line.product_id,
-        line.quantity,
-        line.unit_price,
-        line.quantity * line.unit_price * (1 - coalesce(line.discount_pct, 0)) as net_amount
-    from core.fct_order_line as line
+    select * from core.order_line_amounts
 ),
 
 final as (
@@ -33,6 +38,3 @@ final as (
 )
 
 select * from final;
-
--- The per-level revenue view moved to marts.sales_by_level (configurable levels, monthly and weekly grain).
-drop view if exists core.sales_by_level_month;

@@ -216,6 +216,43 @@ final as (
 
 select * from final;
 
+-- The same measures per load date (the batches' as-of date) instead of the day the checks ran: a backfill of
+-- past dates shows each date's quality, and the variance report's trend is this view.
+create or replace view reporting.data_quality_by_load as
+with results as (
+    select
+        entity,
+        as_of_date,
+        count(*) as expectations,
+        cast(sum(case when success then 1 else 0 end) as bigint) as expectations_passed,
+        cast(sum(case when not success and severity = 'critical' then 1 else 0 end) as bigint) as critical_failures
+    from quality.validation_results
+    group by entity, as_of_date
+),
+
+quarantined as (
+    select entity, as_of_date, count(*) as rows_quarantined
+    from quality.quarantine
+    group by entity, as_of_date
+),
+
+final as (
+    select
+        results.entity,
+        results.as_of_date,
+        results.expectations,
+        results.expectations_passed,
+        results.critical_failures,
+        cast(results.expectations_passed as double precision) / results.expectations as quality_score,
+        coalesce(quarantined.rows_quarantined, 0) as rows_quarantined
+    from results
+    left join quarantined
+        on quarantined.entity = results.entity
+        and quarantined.as_of_date = results.as_of_date
+)
+
+select * from final;
+
 -- How customers moved between the last two snapshots, by RFM segment, value tier and lifecycle stage.
 -- Each row: customers who were in from_group at the earlier snapshot and are in to_group at the later
 -- one. Rows of one from_group add up to that group's count at the earlier snapshot.

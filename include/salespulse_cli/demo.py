@@ -1,4 +1,4 @@
-"""Run the real DAG chain on this machine, with no scheduler: ``python -m salespulse_airflow.local demo``.
+"""Run the real DAG chain on this machine, with no scheduler: ``python -m salespulse_cli.demo``.
 
 It points Airflow at an Airflow home inside the repository (SQLite metadata, gitignored), migrates
 that database, generates the demo CRM exports, and runs ``ingest_crm -> customer_segments ->
@@ -11,12 +11,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,70 +20,11 @@ import pandas as pd
 from sqlalchemy.engine import make_url
 
 from salespulse import generator
-from salespulse.config import REPO_ROOT, Settings
+from salespulse.config import Settings
 from salespulse.generator import DEFAULT_END, generate_crm
-
-CHAIN = ("ingest_crm", "customer_segments", "sales_forecast", "variance_report")
-
-
-def airflow_env(root: Path = REPO_ROOT, home: Path | None = None) -> dict[str, str]:
-    """Environment that makes Airflow use this repository's DAGs and plugins and a local home."""
-    return {
-        "AIRFLOW_HOME": str(home or root / ".airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
-    }
-
-
-def configure_airflow(home: Path | None = None) -> dict[str, str]:
-    """Set the Airflow environment in this process (before Airflow is imported) and migrate its database."""
-    env = airflow_env(home=home)
-    for key, value in env.items():
-        os.environ.setdefault(key, value)
-    Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        env={**os.environ},
-        stdout=subprocess.DEVNULL,
-    )
-    return env
-
-
-def month_starts_before(end: date, months: int) -> list[date]:
-    """``months`` consecutive first-of-month dates, the last one the month after ``end``."""
-    year, month = end.year, end.month + 1
-    if month == 13:
-        year, month = year + 1, 1
-    dates = []
-    for _ in range(months):
-        dates.append(date(year, month, 1))
-        month -= 1
-        if month == 0:
-            year, month = year - 1, 12
-    return sorted(dates)
-
-
-def run_chain(as_of_dates: Sequence[date], dag_ids: Sequence[str] = CHAIN) -> dict[str, list[str]]:
-    """Run each DAG of the chain for each as-of date with ``dag.test()``; fail loudly if any run fails."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    states: dict[str, list[str]] = {dag_id: [] for dag_id in dag_ids}
-    for as_of in as_of_dates:
-        logical = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-        for dag_id in dag_ids:
-            dag_run = bag.dags[dag_id].test(logical_date=logical, run_conf={"as_of": as_of.isoformat()})
-            state = str(getattr(dag_run.state, "value", dag_run.state))
-            states[dag_id].append(state)
-            if state != "success":
-                raise RuntimeError(f"{dag_id} for as-of {as_of} ended in state {state!r}")
-    return states
+from salespulse.steps.base import warehouse
+from salespulse.warehouse import read_frame
+from salespulse_cli.local_airflow import CHAIN, configure_airflow, month_starts_before, run_chain
 
 
 def prepare_exports(settings: Settings, customers: int, seed: int, regenerate: bool) -> dict[str, int]:
@@ -117,6 +54,57 @@ def reset_demo_warehouse(settings: Settings) -> bool:
         return True
     print(f"warning: new demo data, but {url.render_as_string()} was not reset; use an empty database")
     return False
+
+
+def headline(settings: Settings) -> dict[str, Any]:
+    """A few numbers that say the pipeline worked, for the demo's closing message."""
+    with warehouse(settings) as engine:
+        loads = read_frame(
+            engine,
+            "select sum(rows_read) as rows_read, sum(rows_loaded) as rows_loaded, "
+            "sum(rows_quarantined) as rows_quarantined from audit.load_batches",
+        ).iloc[0]
+        segments = read_frame(
+            engine,
+            "select rfm_segment, count(*) as customers from reporting.customer_segments group by rfm_segment",
+        )
+        variance = read_frame(
+            engine,
+            "select period_start, horizon, actual, forecast, target, variance_pct, tracking_signal "
+            "from reporting.variance where series_id = 'total:all' order by period_start, horizon",
+        )
+        drivers = read_frame(
+            engine, "select * from reporting.revenue_drivers where series_id = 'total:all'"
+        ).to_dict(orient="records")
+        accuracy = read_frame(
+            engine,
+            "select level, horizon, months, wape, bias, coverage_80, coverage_95 "
+            "from reporting.forecast_accuracy order by level, horizon",
+        )
+        flags = read_frame(engine, "select count(*) as n from reporting.variance_flags")
+        funnel = read_frame(
+            engine,
+            "select period_start, open_deals, expected_bookings, statistical_forecast, combined_forecast "
+            "from reporting.funnel_forecast where series_id = 'total:all' order by period_start",
+        )
+        stages = read_frame(
+            engine,
+            "select stage, win_rate, conversion_to_next from reporting.funnel_stage_conversion "
+            "where as_of_date = (select max(as_of_date) from reporting.funnel_stage_conversion)",
+        )
+    return {
+        "funnel": funnel.to_dict(orient="records"),
+        "funnel_stages": stages.to_dict(orient="records"),
+        "total_drivers": drivers[0] if drivers else None,
+        "rows_read": int(loads["rows_read"] or 0),
+        "rows_loaded": int(loads["rows_loaded"] or 0),
+        "rows_quarantined": int(loads["rows_quarantined"] or 0),
+        "segments": dict(zip(segments["rfm_segment"], segments["customers"].astype(int), strict=True)),
+        "total_variance": variance.to_dict(orient="records"),
+        "accuracy": accuracy.to_dict(orient="records"),
+        "flagged_latest": int(flags["n"].iloc[0]),
+        "reports": sorted(str(p) for p in settings.reports_dir.glob("*/index.html")),
+    }
 
 
 def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: float) -> None:
@@ -180,7 +168,7 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="salespulse_airflow.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="salespulse_cli.demo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="generate data and run the DAG chain for a few monthly as-of dates")
     demo.add_argument("--customers", type=int, default=3000)
@@ -200,9 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_of_dates = month_starts_before(DEFAULT_END, args.months)
     print(f"running {' -> '.join(CHAIN)} for as-of dates {[d.isoformat() for d in as_of_dates]}")
     run_chain(as_of_dates)
-
-    from salespulse.pipeline import headline
-
     _print_summary(settings, headline(settings), time.monotonic() - started)
     return 0
 

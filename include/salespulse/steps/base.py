@@ -1,0 +1,75 @@
+"""What every step shares: an engine for the step's duration, its record in ``audit.step_runs``, and
+JSON-friendly values for the summaries that travel as asset events and XCom."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from salespulse.config import Settings
+from salespulse.warehouse import bulk_insert, get_engine, replace_rows
+
+
+@contextmanager
+def warehouse(settings: Settings) -> Generator[Engine]:
+    """An engine for the duration of one step; disposed after, so an embedded DuckDB file is released."""
+    engine = get_engine(settings.warehouse_url, settings.duckdb_memory_limit)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def record_step(
+    engine: Engine, run_id: str, step: str, as_of: date, rows: int, detail: str, started: datetime
+) -> None:
+    """One row per (run, step) in ``audit.step_runs``; a re-run replaces it."""
+    row = {
+        "run_id": run_id,
+        "step": step,
+        "as_of_date": as_of,
+        "rows_written": rows,
+        "detail": detail,
+        "started_at": started,
+        "finished_at": datetime.now(),
+    }
+    with engine.begin() as conn:
+        replace_rows(conn, "audit.step_runs", {"run_id": run_id, "step": step}, pd.DataFrame([row]))
+
+
+def plain(value: Any) -> Any:
+    """A JSON-friendly scalar: no NaN, no numpy types, dates as ISO strings."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp | date):
+        return value.isoformat()[:10]
+    return value
+
+
+def plain_records(frame: pd.DataFrame) -> tuple[dict[str, Any], ...]:
+    """The rows of ``frame`` as JSON-friendly dicts."""
+    return tuple({k: plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records"))
+
+
+def write_series_levels(conn: Connection, levels: Sequence[str]) -> None:
+    """Make ``marts.series_levels`` say ``levels`` (``SALESPULSE_FORECAST_LEVELS``): the levels below the
+    total that ``marts.sales_by_level`` splits revenue by. The forecast and variance steps both set it from
+    their settings before they read the view."""
+    rows = pd.DataFrame(
+        [
+            {"level": level, "attribute": attribute, "position": position}
+            for level in levels
+            for position, attribute in enumerate(level.split("*"))
+        ],
+        columns=["level", "attribute", "position"],
+    )
+    conn.execute(text("delete from marts.series_levels"))
+    bulk_insert(conn, "marts", "series_levels", rows)

@@ -1,0 +1,1 @@
+"""Entry points that run SalesPulse outside a scheduler: the demo (``python -m salespulse_cli.demo``)."""
