@@ -369,3 +369,23 @@ def test_chinese_names_survive_every_step_into_the_bi_view(chain: ChainRun) -> N
     engine = chain.engine
     names = read_frame(engine, "select customer_name from reporting.customer_segments")["customer_name"]
     assert names.str.contains(r"[\u4e00-\u9fff]").any()
+
+
+@pytest.mark.airflow
+def test_data_quality_per_load_date_is_what_the_report_and_bi_read(chain: ChainRun) -> None:
+    """One row per entity and as-of date, whatever day the checks ran; its quarantined rows are all of
+    quality.quarantine, and its scores are the share of expectations passed."""
+    engine = chain.engine
+    by_load = read_frame(engine, "select * from reporting.data_quality_by_load")
+    assert sorted(by_load["as_of_date"].astype(str).str[:10].unique()) == [d.isoformat() for d in AS_OF_DATES]
+    assert not by_load.duplicated(["entity", "as_of_date"]).any()
+    assert len(by_load) == len(ENTITIES) * len(AS_OF_DATES)
+    held = read_frame(engine, "select count(*) as n from quality.quarantine")["n"].iloc[0]
+    assert by_load["rows_quarantined"].sum() == held > 0
+    results = read_frame(engine, "select entity, as_of_date, success from quality.validation_results")
+    results["as_of_date"] = results["as_of_date"].astype(str).str[:10]
+    expected = results.groupby(["entity", "as_of_date"])["success"].mean()
+    got = by_load.assign(as_of_date=by_load["as_of_date"].astype(str).str[:10]).set_index(
+        ["entity", "as_of_date"]
+    )["quality_score"]
+    np.testing.assert_allclose(got.loc[expected.index].astype(float), expected.astype(float), rtol=1e-12)
