@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine, bindparam, create_engine, text
+from sqlalchemy import Connection, Engine, TextClause, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
 from salespulse.config import SQL_DIR
@@ -79,6 +79,17 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", without_comments) if s.strip()]
 
 
+def _bound(relative_path: str, clause: TextClause, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The values of the parameters ``clause`` names, from ``params``; a missing one is an error naming
+    the file (extra values are left out, so one dict can serve several statements)."""
+    names = set(clause.compile().params)
+    bound = {k: v for k, v in (params or {}).items() if k in names}
+    missing = names - bound.keys()
+    if missing:
+        raise KeyError(f"{relative_path}: no value for parameter(s) {sorted(missing)}")
+    return bound
+
+
 def run_sql_file(
     conn: Connection,
     relative_path: str,
@@ -89,12 +100,7 @@ def run_sql_file(
     rowcount = 0
     for statement in load_sql(relative_path, identifiers):
         clause = text(statement)
-        names = set(clause.compile().params)
-        bound = {k: v for k, v in (params or {}).items() if k in names}
-        missing = names - bound.keys()
-        if missing:
-            raise KeyError(f"{relative_path}: no value for parameter(s) {sorted(missing)}")
-        result = conn.execute(clause, bound)
+        result = conn.execute(clause, _bound(relative_path, clause, params))
         rowcount = result.rowcount if result.rowcount is not None else 0
     return rowcount
 
@@ -149,11 +155,7 @@ def read_sql_file(
 ) -> pd.DataFrame:
     """The rows of the one query in a SQL file, with bound parameters (only the ones it names)."""
     (statement,) = load_sql(relative_path)
-    names = set(text(statement).compile().params)
-    missing = names - set(params or {})
-    if missing:
-        raise KeyError(f"{relative_path}: no value for parameter(s) {sorted(missing)}")
-    return read_frame(conn, statement, {k: v for k, v in (params or {}).items() if k in names})
+    return read_frame(conn, statement, _bound(relative_path, text(statement), params))
 
 
 def replace_rows(
