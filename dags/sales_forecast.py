@@ -9,10 +9,11 @@ Celery spreads them over workers; each may use `SALESPULSE_FORECAST_WORKERS` pro
 candidate model (`SALESPULSE_FORECAST_MODELS`: naive, seasonal naive, ETS, damped ETS; ARIMA on request)
 on its series over several rolling origins, picks the lowest MASE, and stages the base forecasts;
 backtest errors go to `marts.forecast_backtest`. The last task reconciles all series so the
-levels add up to the total and writes one new snapshot with 80% and 95% intervals to
-`marts.forecast_snapshot`, stamped with its as-of date and run. Snapshots are never overwritten, so
-variance is always judged against the forecast that existed at the time. A missing partition stops
-the publish.
+levels add up to the total and writes the as-of date's snapshot with 80% and 95% intervals to
+`marts.forecast_snapshot`, stamped with its as-of date and run. A later date never touches an earlier
+date's snapshot, so variance is always judged against the forecast that existed at the time; re-running
+the same date replaces that date's snapshot, backtests and funnel rows. A missing partition stops the
+publish.
 
 Then the funnel forecast: the deals open on the as-of date x their stage's win rate learned from the
 deals closed in the past year, placed by expected close month, per total, region, segment and sales

@@ -16,14 +16,7 @@ from salespulse.forecast import complete_months, forecast_filled, partition_of, 
 from salespulse.periods import last_complete_month, last_complete_week, month_start, week_start
 from salespulse.reconcile import incoherence, reconcile
 from salespulse.steps.base import record_step, warehouse, write_series_levels
-from salespulse.warehouse import (
-    bulk_insert,
-    delete_keys,
-    read_frame,
-    read_sql_file,
-    replace_rows,
-    run_sql_file,
-)
+from salespulse.warehouse import bulk_insert, delete_keys, read_sql_file, replace_rows, run_sql_file
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +91,9 @@ def forecast_partition(settings: Settings, as_of: date, run_id: str, partition: 
         created = datetime.now()
         ids = sorted(series["series_id"].unique())
         with engine.begin() as conn:
-            for table in ("marts.forecast_staging", "marts.forecast_backtest"):
-                delete_keys(conn, table, {"run_id": run_id}, "series_id", ids)
+            delete_keys(conn, "marts.forecast_staging", {"run_id": run_id}, "series_id", ids)
+            # Backtests are kept per as-of date: a retry or a re-run of the date replaces these series' rows.
+            delete_keys(conn, "marts.forecast_backtest", {"as_of_date": as_of}, "series_id", ids)
             if len(base):
                 stamp = {"run_id": run_id, "created_at": created}
                 bulk_insert(conn, "marts", "forecast_staging", base.assign(partition_no=partition, **stamp))
@@ -118,10 +112,11 @@ def forecast_partition(settings: Settings, as_of: date, run_id: str, partition: 
 
 
 def publish_forecasts(settings: Settings, as_of: date, run_id: str) -> ForecastSummary:
-    """Reconcile the run's staged base forecasts across levels and write them as one new snapshot."""
+    """Reconcile the run's staged base forecasts across levels and write them as the as-of date's snapshot
+    (replacing an earlier run's of the same date; other dates' snapshots are never touched)."""
     started = datetime.now()
     with warehouse(settings) as engine:
-        staged = read_frame(engine, "select * from marts.forecast_staging where run_id = :r", {"r": run_id})
+        staged = read_sql_file(engine, "marts/select_staged_forecasts.sql", {"run_id": run_id})
         expected = len(read_sql_file(engine, "marts/select_monthly_series_ids.sql"))
         if staged["series_id"].nunique() != expected:
             raise RuntimeError(
@@ -136,8 +131,13 @@ def publish_forecasts(settings: Settings, as_of: date, run_id: str) -> ForecastS
             created_at=datetime.now(),
         )
         with engine.begin() as conn:
-            replace_rows(conn, "marts.forecast_snapshot", {"run_id": run_id}, snapshot)
-            replace_rows(conn, "marts.forecast_staging", {"run_id": run_id})
+            # One snapshot per as-of date: a re-run of the date replaces it, and its other runs' backtests.
+            replace_rows(conn, "marts.forecast_snapshot", {"as_of_date": as_of}, snapshot)
+            run_sql_file(
+                conn, "marts/delete_superseded_backtests.sql", {"as_of_date": as_of, "run_id": run_id}
+            )
+            for work_table in ("marts.forecast_staging", "marts.forecast_partitions"):
+                replace_rows(conn, work_table, {"run_id": run_id})
         models = snapshot.drop_duplicates("series_id")["model"].value_counts().to_dict()
         record_step(engine, run_id, "build_forecasts", as_of, len(snapshot), f"models={models}", started)
     return ForecastSummary(

@@ -37,7 +37,7 @@ def funnel_rules(settings: Settings) -> FunnelRules:
 
 def build_funnel(settings: Settings, as_of: date, run_id: str) -> FunnelSummary:
     """The funnel forecast of the deals open on ``as_of``, stage rates and sales-cycle length, combined with
-    the latest statistical snapshot made by then. Re-running a run replaces its rows."""
+    the latest statistical snapshot made by then. Re-running the as-of date replaces its rows."""
     started = datetime.now()
     rules = funnel_rules(settings)
     with warehouse(settings) as engine:
@@ -58,7 +58,7 @@ def build_funnel(settings: Settings, as_of: date, run_id: str) -> FunnelSummary:
                 ("marts.funnel_stage_rates", rates),
                 ("marts.funnel_cycle", cycles),
             ):
-                replace_rows(conn, table, {"run_id": run_id}, frame.assign(**stamp))
+                replace_rows(conn, table, {"as_of_date": as_of}, frame.assign(**stamp))
         total = combined[combined["series_id"] == "total:all"]
         detail = f"open_deals={int(total['open_deals'].sum())}"
         record_step(engine, run_id, "build_funnel", as_of, len(combined), detail, started)
