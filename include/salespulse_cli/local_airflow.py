@@ -61,8 +61,10 @@ def month_starts_before(end: date, months: int) -> list[date]:
 
 
 def run_chain(as_of_dates: Sequence[date], dag_ids: Sequence[str] = CHAIN) -> dict[str, list[str]]:
-    """Run each DAG of the chain for each as-of date with ``dag.test()``; fail loudly if any run fails."""
+    """Run each DAG of the chain for each as-of date with ``dag.test()``; fail loudly if any run fails, and
+    if a run ran no task (Airflow marks such a run successful: a date before the DAGs' start date)."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.session import create_session
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
@@ -76,4 +78,10 @@ def run_chain(as_of_dates: Sequence[date], dag_ids: Sequence[str] = CHAIN) -> di
             states[dag_id].append(state)
             if state != "success":
                 raise RuntimeError(f"{dag_id} for as-of {as_of} ended in state {state!r}")
+            with create_session() as session:
+                if not dag_run.get_task_instances(session=session):
+                    raise RuntimeError(
+                        f"{dag_id} for as-of {as_of} ran no task: the date is before the DAG's start date "
+                        f"{bag.dags[dag_id].start_date:%Y-%m-%d} (SALESPULSE_START_DATE)"
+                    )
     return states

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -23,7 +24,21 @@ from salespulse.steps.segments import SegmentsSummary
 
 log = logging.getLogger(__name__)
 
-START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+DEFAULT_START_DATE = "2000-01-01"
+
+
+def start_date(env: Mapping[str, str] = os.environ) -> pendulum.DateTime:
+    """The DAGs' start date: ``SALESPULSE_START_DATE`` (an ISO date), by default early enough for any CRM's
+    history. Airflow creates no task for a logical date before it, so a late start date would make a
+    backfill or a manual run of an older as-of date succeed having done nothing."""
+    raw = env.get("SALESPULSE_START_DATE") or DEFAULT_START_DATE
+    try:
+        return pendulum.datetime(*date.fromisoformat(raw.strip()).timetuple()[:3], tz="UTC")
+    except ValueError as exc:
+        raise ValueError(f"SALESPULSE_START_DATE must be a date such as 2015-01-01, got {raw!r}") from exc
+
+
+START_DATE = start_date()
 PARAMS: dict[str, Any] = {"as_of": None}
 
 
