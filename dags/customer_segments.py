@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from salespulse.steps.segments import build_segments as build_segments_step
 from salespulse_airflow import assets, runtime
 
 
@@ -36,8 +35,10 @@ from salespulse_airflow import assets, runtime
 def customer_segments():
     @task(outlets=[assets.CUSTOMER_SEGMENTS])
     def build_segments(**context) -> dict:
+        from salespulse.steps import segments
+
         return runtime.run_step(
-            build_segments_step, assets.CUSTOMER_SEGMENTS, context, alert=runtime.churn_warning_alert
+            segments.build_segments, assets.CUSTOMER_SEGMENTS, context, alert=runtime.churn_warning_alert
         )
 
     build_segments()

@@ -32,7 +32,6 @@ from datetime import date
 from airflow.sdk import chain, dag, task
 
 from salespulse.model import load_order
-from salespulse.steps import prepare
 from salespulse_airflow import assets, runtime
 
 
@@ -45,6 +44,8 @@ from salespulse_airflow import assets, runtime
 def ingest_crm():
     @task
     def prepare_warehouse(**context) -> str:
+        from salespulse.steps import prepare
+
         prepare.prepare_warehouse(runtime.settings())
         return runtime.as_of_from_context(context).isoformat()
 

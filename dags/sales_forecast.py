@@ -31,7 +31,6 @@ import functools
 
 from airflow.sdk import dag, task
 
-from salespulse.steps import forecast, funnel
 from salespulse_airflow import assets, runtime
 
 
@@ -44,20 +43,28 @@ from salespulse_airflow import assets, runtime
 def sales_forecast():
     @task
     def prepare_series(**context) -> list[int]:
+        from salespulse.steps import forecast
+
         return runtime.run_unpublished_step(forecast.prepare_forecasts, context)["partitions"]
 
     @task(max_active_tis_per_dagrun=8)
     def forecast_partition(partition: int, **context) -> dict:
+        from salespulse.steps import forecast
+
         return runtime.run_unpublished_step(
             functools.partial(forecast.forecast_partition, partition=partition), context
         )
 
     @task(outlets=[assets.SALES_FORECASTS])
     def publish_snapshot(**context) -> dict:
+        from salespulse.steps import forecast
+
         return runtime.run_step(forecast.publish_forecasts, assets.SALES_FORECASTS, context)
 
     @task
     def funnel_forecast(**context) -> dict:
+        from salespulse.steps import funnel
+
         return runtime.run_unpublished_step(funnel.build_funnel, context)
 
     partitions = forecast_partition.expand(partition=prepare_series())

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from salespulse.steps import report as report_step
-from salespulse.steps import variance as variance_step
 from salespulse_airflow import assets, runtime
 
 
@@ -37,10 +35,14 @@ from salespulse_airflow import assets, runtime
 def variance_report():
     @task(outlets=[assets.VARIANCE_REPORT])
     def build_variance(**context) -> dict:
+        from salespulse.steps import variance as variance_step
+
         return runtime.run_step(variance_step.build_variance, assets.VARIANCE_REPORT, context)
 
     @task
     def render_report(**context) -> dict:
+        from salespulse.steps import report as report_step
+
         return runtime.run_unpublished_step(report_step.render_variance_report, context)
 
     @task

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -146,3 +149,19 @@ def test_run_step_passes_the_as_of_date_and_publishes_the_summary_with_the_asset
     }
     assert calls == [(date(2026, 3, 1), "manual__x")]
     assert event.extra == {"as_of": "2026-03-01", "run_id": "manual__x", "customers_scored": 7}
+
+
+def test_parsing_the_dag_files_loads_no_heavy_library() -> None:
+    """The dag-processor parses every file often and under a timeout: pandas, Great Expectations, the models
+    and DuckDB load inside the tasks, never when a DAG file is parsed (``python -m bench.dag_parse`` times
+    it). Checked in a fresh interpreter, since this test process has them all loaded already."""
+    root = Path(__file__).resolve().parents[1]
+    heavy = ("pandas", "great_expectations", "sklearn", "statsmodels", "scipy", "duckdb", "matplotlib")
+    probe = (
+        f"import runpy, sys\nsys.path[:0] = [{str(root / 'include')!r}, {str(root / 'plugins')!r}]\n"
+        + "".join(f"runpy.run_path({str(p)!r})\n" for p in sorted((root / "dags").glob("*.py")))
+        + f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,4 +1,8 @@
-"""What every SalesPulse task needs from Airflow: defaults, the run's as-of date, asset events."""
+"""What every SalesPulse task needs from Airflow: defaults, the run's as-of date, asset events.
+
+Every DAG file imports this module when it is parsed, so it imports nothing heavy at the top: the steps,
+pandas, Great Expectations and the models load inside the tasks that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pendulum
 from airflow.sdk import Asset
@@ -15,12 +19,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from salespulse.alerts import Alert, churn_alert, quality_alert, schema_drift_alert, variance_alert
 from salespulse.config import Settings
-from salespulse.ingest import SourceSchemaError
-from salespulse.mapping import MappingError
-from salespulse.quality import DataQualityError
-from salespulse.sources import PermanentSourceError
-from salespulse.steps.ingest import ingest_entity
-from salespulse.steps.segments import SegmentsSummary
+
+if TYPE_CHECKING:
+    from salespulse.steps.segments import SegmentsSummary
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,11 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
     refuses for good (a 4xx from the API, a missing required column, a broken mapping); a source that
     keeps failing transiently past its own retries is left to Airflow's task retries.
     """
+    from salespulse.ingest import SourceSchemaError
+    from salespulse.mapping import MappingError
+    from salespulse.quality import DataQualityError
+    from salespulse.sources import PermanentSourceError
+    from salespulse.steps.ingest import ingest_entity
     from salespulse_airflow.notifiers import send_alert
 
     ti = context.get("ti")
