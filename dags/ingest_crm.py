@@ -44,10 +44,7 @@ from salespulse_airflow import assets, runtime
 def ingest_crm():
     @task
     def prepare_warehouse(**context) -> str:
-        from salespulse.steps import prepare
-
-        prepare.prepare_warehouse(runtime.settings())
-        return runtime.as_of_from_context(context).isoformat()
+        return runtime.prepare_warehouse(context).isoformat()
 
     @task
     def ingest_entity(entity: str, as_of: str, **context) -> dict:

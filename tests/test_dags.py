@@ -12,7 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from salespulse.ingest import SourceSchemaError
+from salespulse.mapping import MappingError
 from salespulse.model import ENTITIES
+from salespulse.sources import PermanentSourceError
 
 CHAIN = ["ingest_crm", "customer_segments", "sales_forecast", "variance_report"]
 
@@ -165,3 +168,62 @@ def test_parsing_the_dag_files_loads_no_heavy_library() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy())
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("make_error", "env", "params", "named"),
+    [
+        (lambda: MappingError("mapping.yaml: entity 'orders': no column 'Datum'"), {}, {}, "MappingError"),
+        (
+            lambda: SourceSchemaError("orders: required column order_date missing"),
+            {},
+            {},
+            "SourceSchemaError",
+        ),
+        (lambda: PermanentSourceError("HTTP 401: check the bearer token"), {}, {}, "PermanentSourceError"),
+        (None, {"SALESPULSE_FORECAST_HORIZON": "six"}, {}, "ConfigurationError"),
+        (None, {}, {"as_of": "yesterday"}, "ConfigurationError"),
+    ],
+)
+def test_what_a_retry_cannot_fix_fails_at_once_with_one_alert(
+    make_error, env, params, named, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from salespulse_airflow import assets, notifiers, runtime
+
+    sent = []
+    monkeypatch.setattr(notifiers, "send_alert", lambda alert, context: sent.append(alert) or [])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+
+    def step(settings, as_of: date, run_id: str) -> None:
+        calls.append(as_of)
+        raise make_error()
+
+    context = {
+        "params": {"as_of": "2026-03-01", **params},
+        "run_id": "manual__x",
+        "ti": SimpleNamespace(dag_id="customer_segments", task_id="build_segments"),
+        "outlet_events": {assets.CUSTOMER_SEGMENTS: SimpleNamespace(extra=None)},
+    }
+    with pytest.raises(AirflowFailException, match=named):
+        runtime.run_step(step, assets.CUSTOMER_SEGMENTS, context)
+    assert len(sent) == 1 and sent[0].payload["error_type"] == named
+    assert "not retried" in sent[0].subject and "customer_segments.build_segments" in sent[0].subject
+    assert len(calls) == (1 if make_error else 0)  # a bad setting or date stops before the step runs
+
+
+def test_a_transient_error_is_left_to_airflows_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from salespulse_airflow import notifiers, runtime
+
+    sent = []
+    monkeypatch.setattr(notifiers, "send_alert", lambda alert, context: sent.append(alert) or [])
+
+    def step(settings, as_of: date, run_id: str) -> None:
+        raise ConnectionError("warehouse-db:5432 refused the connection")
+
+    with pytest.raises(ConnectionError):
+        runtime.run_unpublished_step(step, {"params": {"as_of": "2026-03-01"}, "run_id": "manual__x"})
+    assert sent == []

@@ -174,3 +174,30 @@ def variance_alert(
         "report": report,
     }
     return Alert(subject=subject, text="\n".join(lines), payload=payload)
+
+
+def permanent_failure_alert(
+    *, dag_id: str, task_id: str, run_id: str, as_of: str, error: BaseException
+) -> Alert:
+    """A task failed on something a retry cannot fix (a setting, a mapping, a source's schema or refusal):
+    it was not retried, and this says what to change."""
+    kind = type(error).__name__
+    subject = f"[SalesPulse] {dag_id}.{task_id} failed as of {as_of}: {kind} (not retried)"
+    lines = [
+        f"DAG: {dag_id}",
+        f"Task: {task_id}",
+        f"Run: {run_id} (as of {as_of})",
+        f"Error: {kind}: {error}",
+        "A retry cannot fix this, so the task was failed at once: correct the setting, the mapping or the"
+        " source, then clear the task.",
+    ]
+    payload = {
+        "kind": "permanent_failure",
+        "dag_id": dag_id,
+        "task_id": task_id,
+        "run_id": run_id,
+        "as_of": as_of,
+        "error_type": kind,
+        "error": str(error),
+    }
+    return Alert(subject=subject, text="\n".join(lines), payload=payload)

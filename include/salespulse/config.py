@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from salespulse.errors import ConfigurationError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO_ROOT / "include" / "sql"
 EXPECTATIONS_DIR = REPO_ROOT / "include" / "expectations"
@@ -49,7 +51,7 @@ def sqlalchemy_url_from_airflow_uri(uri: str) -> str:
     if "+" in parts.scheme:
         return uri
     if scheme not in _SCHEME_TO_SQLALCHEMY:
-        raise ValueError(
+        raise ConfigurationError(
             f"{WAREHOUSE_CONN_ENV} has scheme {parts.scheme!r}; supported: {sorted(_SCHEME_TO_SQLALCHEMY)}"
         )
     return urlunsplit(parts._replace(scheme=_SCHEME_TO_SQLALCHEMY[scheme]))
@@ -66,7 +68,7 @@ def _env_parsed(env: Mapping[str, str], name: str, default: T, parse: Callable[[
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
+        raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from exc
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -87,9 +89,11 @@ def parse_levels(raw: str) -> tuple[str, ...]:
             continue
         unknown = [a for a in attributes if a not in HIERARCHY_ATTRIBUTES]
         if unknown:
-            raise ValueError(f"unknown attribute {unknown[0]!r} (known: {', '.join(HIERARCHY_ATTRIBUTES)})")
+            raise ConfigurationError(
+                f"unknown attribute {unknown[0]!r} (known: {', '.join(HIERARCHY_ATTRIBUTES)})"
+            )
         if len(set(attributes)) != len(attributes):
-            raise ValueError(f"{part.strip()!r} crosses an attribute with itself")
+            raise ConfigurationError(f"{part.strip()!r} crosses an attribute with itself")
         level = "*".join(attributes)
         if level not in levels:
             levels.append(level)
@@ -101,7 +105,7 @@ def parse_models(raw: str) -> tuple[str, ...]:
     models = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
     unknown = [m for m in models if m not in FORECAST_MODELS]
     if unknown or not models:
-        raise ValueError(
+        raise ConfigurationError(
             f"unknown model {unknown[0] if unknown else raw!r} (known: {', '.join(FORECAST_MODELS)})"
         )
     return models
@@ -134,7 +138,7 @@ class SourceSettings:
     def from_env(cls, env: Mapping[str, str]) -> SourceSettings:
         kind = env.get("SALESPULSE_SOURCE") or ("mapping" if env.get("SALESPULSE_MAPPING") else "files")
         if kind not in SOURCE_KINDS:
-            raise ValueError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {kind!r}")
+            raise ConfigurationError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {kind!r}")
         source_dir = env.get("SALESPULSE_SOURCE_DIR")
         return cls(
             kind=kind,
@@ -204,10 +208,12 @@ class Settings:
         # Which source (files, sql, api, mapping) and its own settings are read by salespulse.sources.
         source_format = env.get("SALESPULSE_SOURCE_FORMAT", "parquet")
         if source_format not in ("parquet", "csv"):
-            raise ValueError(f"SALESPULSE_SOURCE_FORMAT must be 'parquet' or 'csv', got {source_format!r}")
+            raise ConfigurationError(
+                f"SALESPULSE_SOURCE_FORMAT must be 'parquet' or 'csv', got {source_format!r}"
+            )
         reconciliation = env.get("SALESPULSE_FORECAST_RECONCILIATION", "wls_var")
         if reconciliation not in RECONCILIATION_METHODS:
-            raise ValueError(
+            raise ConfigurationError(
                 f"SALESPULSE_FORECAST_RECONCILIATION must be wls_var, ols or none, got {reconciliation!r}"
             )
         return cls(

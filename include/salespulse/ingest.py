@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from salespulse.errors import PermanentError
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
 from salespulse.slices import Spill
@@ -55,7 +56,7 @@ _REFERENCES = {
 MAX_BATCH_ROWS = 500_000
 
 
-class SourceSchemaError(ValueError):
+class SourceSchemaError(PermanentError, ValueError):
     """The source lacks a column the model requires."""
 
 

@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 
 from salespulse.config import REPO_ROOT
+from salespulse.errors import PermanentError
 from salespulse.model import ENTITY_BY_NAME, Entity
 from salespulse.warehouse import sql_literal
 
@@ -51,7 +52,7 @@ _ENTITY_OPTIONS = {"from", "where", "group_by", "columns"}
 _ISO_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
 
-class MappingError(ValueError):
+class MappingError(PermanentError, ValueError):
     """The mapping file is not valid; the message names the file and the place."""
 
 

@@ -41,6 +41,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from salespulse.config import SOURCE_KINDS, Settings, sqlalchemy_url_from_airflow_uri
+from salespulse.errors import ConfigurationError, PermanentError
 from salespulse.mapping import load_mapping
 from salespulse.model import Entity
 from salespulse.warehouse import check_identifier, sql_literal
@@ -248,7 +249,7 @@ class ApiError(SourceError):
     """The API kept failing past the retries (429, 5xx, timeouts): worth another try later."""
 
 
-class PermanentSourceError(ApiError):
+class PermanentSourceError(PermanentError, ApiError):
     """The API refused the request for good (a 4xx other than 429): retrying will not help."""
 
 
@@ -367,7 +368,7 @@ def api_source_from_uri(uri: str) -> ApiSource:
     )
     pagination = options.get("pagination", "cursor")
     if pagination not in ("cursor", "page"):
-        raise ValueError(f"pagination must be 'cursor' or 'page', got {pagination!r}")
+        raise ConfigurationError(f"pagination must be 'cursor' or 'page', got {pagination!r}")
     return ApiSource(
         base_url=base,
         token=parts.password or None,
@@ -389,16 +390,20 @@ def source_from_settings(settings: Settings) -> Source:
         )
     if config.kind == "sql":
         if not config.crm_db_uri:
-            raise ValueError("SALESPULSE_SOURCE=sql needs AIRFLOW_CONN_SALESPULSE_CRM_DB (a database URI)")
+            raise ConfigurationError(
+                "SALESPULSE_SOURCE=sql needs AIRFLOW_CONN_SALESPULSE_CRM_DB (a database URI)"
+            )
         return SqlSource(url=sqlalchemy_url_from_airflow_uri(config.crm_db_uri), schema=config.crm_db_schema)
     if config.kind == "api":
         if not config.crm_api_uri:
-            raise ValueError(
+            raise ConfigurationError(
                 "SALESPULSE_SOURCE=api needs AIRFLOW_CONN_SALESPULSE_CRM_API (http://:TOKEN@host/)"
             )
         return api_source_from_uri(config.crm_api_uri)
     if config.kind == "mapping":
         if not config.mapping:
-            raise ValueError("SALESPULSE_SOURCE=mapping needs SALESPULSE_MAPPING (a mapping file or name)")
+            raise ConfigurationError(
+                "SALESPULSE_SOURCE=mapping needs SALESPULSE_MAPPING (a mapping file or name)"
+            )
         return MappedSource(Path(config.mapping), config.source_dir)
-    raise ValueError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {config.kind!r}")
+    raise ConfigurationError(f"SALESPULSE_SOURCE must be one of {SOURCE_KINDS}, got {config.kind!r}")

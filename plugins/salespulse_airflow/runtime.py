@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,8 +18,16 @@ import pendulum
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from salespulse.alerts import Alert, churn_alert, quality_alert, schema_drift_alert, variance_alert
+from salespulse.alerts import (
+    Alert,
+    churn_alert,
+    permanent_failure_alert,
+    quality_alert,
+    schema_drift_alert,
+    variance_alert,
+)
 from salespulse.config import Settings
+from salespulse.errors import ConfigurationError, PermanentError
 
 if TYPE_CHECKING:
     from salespulse.steps.segments import SegmentsSummary
@@ -79,7 +88,10 @@ def _to_date(value: Any) -> date:
         return value.date()
     if isinstance(value, date):
         return value
-    return date.fromisoformat(str(value)[:10])
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise ConfigurationError(f"as_of must be a date such as 2026-11-01, got {value!r}") from exc
 
 
 def as_of_from_context(context: Mapping[str, Any]) -> date:
@@ -120,6 +132,30 @@ def publish(context: Mapping[str, Any], asset: Asset, as_of: date, summary: Mapp
 S = TypeVar("S")
 
 
+@contextmanager
+def fail_fast(context: Mapping[str, Any]) -> Generator[None]:
+    """Turn an error a retry cannot fix (:class:`salespulse.errors.PermanentError`: a setting, a mapping, a
+    source's schema or refusal) into a failure without retries, logged and sent as one alert. Other
+    errors pass through to Airflow's retries."""
+    try:
+        yield
+    except PermanentError as error:
+        from salespulse_airflow.notifiers import send_alert
+
+        ti = context.get("ti")
+        dag_id, task_id = getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?")
+        try:
+            as_of = as_of_from_context(context).isoformat()
+        except PermanentError:
+            as_of = str((context.get("params") or {}).get("as_of"))
+        log.error("%s.%s failed for good (not retried): %s: %s", dag_id, task_id, type(error).__name__, error)
+        alert = permanent_failure_alert(
+            dag_id=dag_id, task_id=task_id, run_id=str(context.get("run_id")), as_of=as_of, error=error
+        )
+        send_alert(alert, context)
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+
+
 def payload(summary: Any) -> dict[str, Any]:
     """A step's frozen summary as the plain dict a task returns (XCom) and an asset event carries."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(summary).items()}
@@ -135,8 +171,9 @@ def run_step(
     event it emits; if ``alert`` makes a message from the summary, send it through the notifiers."""
     from salespulse_airflow.notifiers import send_alert
 
-    as_of = as_of_from_context(context)
-    summary = step(settings(), as_of, context["run_id"])
+    with fail_fast(context):
+        as_of = as_of_from_context(context)
+        summary = step(settings(), as_of, context["run_id"])
     result = payload(summary)
     publish(context, asset, as_of, {k: v for k, v in result.items() if not isinstance(v, list)})
     if alert is not None and (message := alert(summary, context)) is not None:
@@ -148,7 +185,17 @@ def run_unpublished_step(
     step: Callable[[Settings, date, str], Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Run a step that emits no asset (a part of a DAG, or the report) as of the run's date."""
-    return payload(step(settings(), as_of_from_context(context), context["run_id"]))
+    with fail_fast(context):
+        return payload(step(settings(), as_of_from_context(context), context["run_id"]))
+
+
+def prepare_warehouse(context: Mapping[str, Any]) -> date:
+    """Set the warehouse up and say the run's as-of date (the ingest DAG's first task)."""
+    from salespulse.steps import prepare
+
+    with fail_fast(context):
+        prepare.prepare_warehouse(settings())
+        return as_of_from_context(context)
 
 
 def send_variance_alert(
@@ -201,21 +248,17 @@ def ingest_with_quality_alerts(entity: str, as_of: date, context: Mapping[str, A
     refuses for good (a 4xx from the API, a missing required column, a broken mapping); a source that
     keeps failing transiently past its own retries is left to Airflow's task retries.
     """
-    from salespulse.ingest import SourceSchemaError
-    from salespulse.mapping import MappingError
     from salespulse.quality import DataQualityError
-    from salespulse.sources import PermanentSourceError
     from salespulse.steps.ingest import ingest_entity
     from salespulse_airflow.notifiers import send_alert
 
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", "ingest_crm")
     try:
-        result = ingest_entity(
-            settings(), entity, as_of, context["run_id"], full_refresh=full_refresh_from_context(context)
-        )
-    except (PermanentSourceError, SourceSchemaError, MappingError) as error:
-        raise AirflowFailException(f"{entity}: {error}") from error
+        with fail_fast(context):
+            result = ingest_entity(
+                settings(), entity, as_of, context["run_id"], full_refresh=full_refresh_from_context(context)
+            )
     except DataQualityError as error:
         alert = quality_alert(
             dag_id=dag_id,

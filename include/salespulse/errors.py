@@ -1,0 +1,18 @@
+"""Errors a retry cannot fix.
+
+A task that fails with one of these fails at once, without Airflow's retries, and says why in its log and
+in an alert (``plugins/salespulse_airflow/runtime.py``). Anything else (a network error, a lock, a
+server's 5xx) keeps the retries. The specific errors keep their usual base (``ValueError`` for bad input),
+so code that catches those still does.
+"""
+
+from __future__ import annotations
+
+
+class PermanentError(Exception):
+    """Retrying will not help: the configuration, a mapping, a source's schema or a source's answer must be
+    changed first."""
+
+
+class ConfigurationError(PermanentError, ValueError):
+    """A setting is missing or invalid; the message names the variable."""
