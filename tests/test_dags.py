@@ -227,3 +227,49 @@ def test_a_transient_error_is_left_to_airflows_retries(monkeypatch: pytest.Monke
     with pytest.raises(ConnectionError):
         runtime.run_unpublished_step(step, {"params": {"as_of": "2026-03-01"}, "run_id": "manual__x"})
     assert sent == []
+
+
+def test_the_warehouse_comes_from_the_airflow_connection_wherever_airflow_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resolved through Airflow's own Connection API, which reads the UI's database, AIRFLOW_CONN_*
+    variables and secrets backends alike; WAREHOUSE_URL still wins."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from salespulse_airflow import runtime
+
+    stored = {"salespulse_warehouse": "postgres://bi:s3cret@warehouse-db:5432/warehouse"}
+
+    def get(conn_id: str) -> SimpleNamespace:
+        if conn_id not in stored:
+            raise AirflowNotFoundException(conn_id)
+        return SimpleNamespace(get_uri=lambda: stored[conn_id])
+
+    monkeypatch.setattr(Connection, "get", staticmethod(get))
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_SALESPULSE_WAREHOUSE", raising=False)
+    assert runtime.settings().warehouse_url == "postgresql+psycopg://bi:s3cret@warehouse-db:5432/warehouse"
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://other@h/db")
+    assert runtime.settings().warehouse_url == "postgresql+psycopg://other@h/db"
+    monkeypatch.delenv("WAREHOUSE_URL")
+    stored.clear()
+    assert runtime.settings().dialect == "duckdb"  # nothing configured: the embedded default
+
+
+@pytest.mark.parametrize(("executor", "refused"), [("LocalExecutor", False), ("CeleryExecutor", True)])
+def test_an_embedded_warehouse_is_refused_under_a_distributed_executor(
+    executor: str, refused: bool, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from salespulse.errors import ConfigurationError
+    from salespulse_airflow import runtime
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    monkeypatch.setenv("WAREHOUSE_URL", f"duckdb:///{tmp_path / 'w.duckdb'}")
+    if refused:
+        with pytest.raises(ConfigurationError, match="embedded DuckDB.*CeleryExecutor.*salespulse_warehouse"):
+            runtime.settings()
+    else:
+        assert runtime.settings().dialect == "duckdb"
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://u@h/db")
+    assert runtime.settings().dialect == "postgresql"  # a shared warehouse is fine under any executor

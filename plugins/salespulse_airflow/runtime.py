@@ -26,7 +26,7 @@ from salespulse.alerts import (
     schema_drift_alert,
     variance_alert,
 )
-from salespulse.config import Settings
+from salespulse.config import WAREHOUSE_CONN_ENV, Settings
 from salespulse.errors import ConfigurationError, PermanentError
 
 if TYPE_CHECKING:
@@ -230,9 +230,44 @@ def churn_warning_alert(summary: SegmentsSummary, context: Mapping[str, Any]) ->
     )
 
 
+WAREHOUSE_CONN_ID = "salespulse_warehouse"
+# Executors that run tasks on other machines or pods, where an embedded DuckDB file cannot be shared.
+DISTRIBUTED_EXECUTORS = ("CeleryExecutor", "KubernetesExecutor", "CeleryKubernetesExecutor", "EdgeExecutor")
+
+
 def settings() -> Settings:
-    """Settings from the worker's environment (WAREHOUSE_URL or AIRFLOW_CONN_SALESPULSE_WAREHOUSE, ...)."""
-    return Settings.from_env()
+    """Settings from the worker's environment, with the warehouse resolved through Airflow.
+
+    ``WAREHOUSE_URL`` wins; otherwise the Airflow connection ``salespulse_warehouse`` wherever Airflow keeps
+    it (the UI's metadata database, an ``AIRFLOW_CONN_*`` variable, a secrets backend); otherwise the
+    embedded DuckDB file. An embedded DuckDB under an executor that spreads tasks over machines is refused
+    with a ConfigurationError, rather than every worker writing a warehouse of its own."""
+    from airflow.configuration import conf
+
+    env = dict(os.environ)
+    if not env.get("WAREHOUSE_URL"):
+        uri = _connection_uri(WAREHOUSE_CONN_ID)
+        if uri:
+            env[WAREHOUSE_CONN_ENV] = uri
+    resolved = Settings.from_env(env)
+    executor = conf.get("core", "executor", fallback="")
+    if resolved.dialect == "duckdb" and any(name in executor for name in DISTRIBUTED_EXECUTORS):
+        raise ConfigurationError(
+            f"the warehouse is an embedded DuckDB file ({resolved.warehouse_url}) but the executor is "
+            f"{executor}, which runs tasks on several machines: define the Airflow connection "
+            f"{WAREHOUSE_CONN_ID!r} (PostgreSQL) or set WAREHOUSE_URL"
+        )
+    return resolved
+
+
+def _connection_uri(conn_id: str) -> str | None:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return str(Connection.get(conn_id).get_uri())
+    except AirflowNotFoundException:
+        return None
 
 
 def full_refresh_from_context(context: Mapping[str, Any]) -> bool:
