@@ -21,6 +21,9 @@ downstream runs. Every validation with failures sends one alert (email, Slack, J
 the `salespulse_smtp`, `salespulse_slack`, `salespulse_webhook` connections exist), and the GX Data Docs
 are rebuilt under `.data/gx/` on every run.
 
+Interactions, opportunities and sales targets are optional: a source without them records them as not
+provided (`audit.step_runs`) and the chain goes on; a missing required entity fails at once.
+
 **As-of date:** `params.as_of`, else the logical date. **Full refresh:** `params.full_refresh`.
 **Emits:** `crm_core`, which triggers `customer_segments`.
 """

@@ -19,7 +19,8 @@ Then the funnel forecast: the deals open on the as-of date x their stage's win r
 deals closed in the past year, placed by expected close month, per total, region, segment and sales
 owner; stage conversion and sales-cycle length; and the statistical forecast adjusted by the pipeline
 for the first `SALESPULSE_FUNNEL_MONTHS` months (`reporting.funnel_forecast`; the method is in
-`salespulse.funnel`).
+`salespulse.funnel`). With no deals known (a source without opportunities) the funnel task is skipped
+with the reason.
 
 **Triggered by:** `customer_segments`. **As-of date:** `params.as_of`, else the triggering event's.
 **Emits:** `sales_forecasts`, which triggers `variance_report`.

@@ -16,3 +16,8 @@ class PermanentError(Exception):
 
 class ConfigurationError(PermanentError, ValueError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class EntityNotProvided(LookupError):
+    """The source has nothing for an entity: no export file, not in the mapping. For an optional entity that
+    is recorded and the pipeline goes on; for a required one it becomes a permanent error."""

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from salespulse.errors import PermanentError
+from salespulse.errors import EntityNotProvided, PermanentError
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
 from salespulse.slices import Spill
@@ -75,6 +75,7 @@ class LoadResult:
     extra_columns: tuple[str, ...] = ()
     new_columns: tuple[str, ...] = ()  # extra columns the entity's previous batch did not have
     source: str = ""
+    provided: bool = True  # False: the source has nothing for this (optional) entity
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +92,7 @@ class LoadResult:
             "extra_columns": list(self.extra_columns),
             "new_columns": list(self.new_columns),
             "source": self.source,
+            "provided": self.provided,
         }
 
 
@@ -474,14 +476,25 @@ def ingest_from_source(
     chunks = iter(source.extract(entity, window))
     held: list[pd.DataFrame] = []
     rows = 0
-    for chunk in chunks:
-        held.append(chunk)
-        rows += len(chunk)
-        if rows > max_batch_rows:
-            break
     description = source.description
+    try:
+        for chunk in chunks:
+            held.append(chunk)
+            rows += len(chunk)
+            if rows > max_batch_rows:
+                break
+    except EntityNotProvided as missing:
+        if entity.required:
+            raise SourceSchemaError(f"{entity.name} is required, but {missing}") from missing
+        log.warning("%s: not provided by %s (%s); nothing loaded", entity.name, description, missing)
+        return LoadResult(
+            entity.name, f"{entity.name}@{as_of}", 0, 0, 0, 0, source=description, provided=False
+        )
     if rows <= max_batch_rows:
-        frame = pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+        # A source may yield no chunk at all for an empty window (a mapping whose filter matches nothing).
+        frame = held[0] if len(held) == 1 else pd.DataFrame(columns=entity.column_names)
+        if len(held) > 1:
+            frame = pd.concat(held, ignore_index=True)
         info = BatchInfo(watermark is None, watermark, time.perf_counter() - started)
         log.info("%s: read %d rows from %s in %s", entity.name, len(frame), description, window)
         return load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)

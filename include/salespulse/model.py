@@ -29,6 +29,10 @@ class Entity:
     columns: tuple[Column, ...]
     updated_at: str = "updated_at"
     depends_on: tuple[str, ...] = ()
+    # A source must provide a required entity; an optional one it does not provide is recorded as "not
+    # provided" and the steps that need it are skipped. Products stay required: order lines are checked
+    # against them and the sales fact takes each line's category from its product.
+    required: bool = True
 
     @property
     def column_names(self) -> list[str]:
@@ -110,6 +114,7 @@ ORDER_LINES = Entity(
 
 INTERACTIONS = Entity(
     name="interactions",
+    required=False,
     core_table="fct_interaction",
     key=("interaction_id",),
     columns=_cols(
@@ -125,6 +130,7 @@ INTERACTIONS = Entity(
 
 OPPORTUNITIES = Entity(
     name="opportunities",
+    required=False,
     core_table="fct_opportunity",
     key=("opportunity_id",),
     columns=_cols(
@@ -146,6 +152,7 @@ OPPORTUNITIES = Entity(
 
 SALES_TARGETS = Entity(
     name="sales_targets",
+    required=False,
     core_table="fct_sales_target",
     key=("period_start", "level", "member"),
     columns=_cols(

@@ -41,7 +41,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from salespulse.config import SOURCE_KINDS, Settings, sqlalchemy_url_from_airflow_uri
-from salespulse.errors import ConfigurationError, PermanentError
+from salespulse.errors import ConfigurationError, EntityNotProvided, PermanentError
 from salespulse.mapping import load_mapping
 from salespulse.model import Entity
 from salespulse.warehouse import check_identifier, sql_literal
@@ -121,7 +121,7 @@ class FileSource:
                 found = sorted(folder.glob(f"*.{suffix}"))
                 if found:
                     return found
-        raise FileNotFoundError(
+        raise EntityNotProvided(
             f"no export for {entity.name!r} in {self.folder}: expected {entity.name}.parquet, "
             f"{entity.name}.csv, {entity.name}.csv.gz or a folder {entity.name}/ of them"
         )
@@ -191,7 +191,9 @@ class MappedSource:
     def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
         mapping = load_mapping(self.mapping_path, self.source_dir)
         if entity.name not in mapping.entities:
-            raise SourceError(f"{mapping.path} maps no {entity.name!r}; it maps {sorted(mapping.entities)}")
+            raise EntityNotProvided(
+                f"{mapping.path} maps no {entity.name!r}; it maps {sorted(mapping.entities)}"
+            )
         condition, params = window.sql_condition()
         yield from mapping.iter_entity(entity.name, condition, params, self.chunk_rows)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pendulum
 from airflow.sdk import Asset
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from salespulse.alerts import (
     Alert,
@@ -184,9 +184,14 @@ def run_step(
 def run_unpublished_step(
     step: Callable[[Settings, date, str], Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Run a step that emits no asset (a part of a DAG, or the report) as of the run's date."""
+    """Run a step that emits no asset (a part of a DAG, or the report) as of the run's date. A step whose
+    summary says it was skipped (an optional input the source does not provide) marks the task skipped,
+    with the reason in the log."""
     with fail_fast(context):
-        return payload(step(settings(), as_of_from_context(context), context["run_id"]))
+        result = payload(step(settings(), as_of_from_context(context), context["run_id"]))
+    if result.get("skipped"):
+        raise AirflowSkipException(str(result["skipped"]))
+    return result
 
 
 def prepare_warehouse(context: Mapping[str, Any]) -> date:

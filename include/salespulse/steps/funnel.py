@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import pandas as pd
+from sqlalchemy import Engine
 
 from salespulse.config import Settings
 from salespulse.funnel import FunnelRules, combine, funnel_forecast, monthly_bookings
@@ -24,6 +25,7 @@ class FunnelSummary:
     win_rates: Mapping[str, float | None]
     median_won_cycle_days: float | None
     rows: int
+    skipped: str | None = None  # why there is no funnel forecast for the date (no deals known)
 
 
 def funnel_rules(settings: Settings) -> FunnelRules:
@@ -49,6 +51,8 @@ def build_funnel(settings: Settings, as_of: date, run_id: str) -> FunnelSummary:
         statistical = read_sql_file(engine, "marts/select_latest_forecast_snapshot.sql", params)
         statistical = statistical[["series_id", "period_start", "forecast"]]
         statistical["period_start"] = pd.to_datetime(statistical["period_start"])
+        if opportunities.empty:
+            return _skip(engine, as_of, run_id, started, f"no opportunities created before {as_of}")
         forecast, rates, cycles = funnel_forecast(opportunities, customers, as_of, rules)
         combined = combine(forecast, statistical, monthly_bookings(opportunities, customers, as_of), rules)
         stamp = {"as_of_date": as_of, "run_id": run_id, "created_at": datetime.now()}
@@ -74,3 +78,12 @@ def build_funnel(settings: Settings, as_of: date, run_id: str) -> FunnelSummary:
         median_won_cycle_days=None if pd.isna(won["median_days"]) else float(won["median_days"]),
         rows=len(combined),
     )
+
+
+def _skip(engine: Engine, as_of: date, run_id: str, started: datetime, reason: str) -> FunnelSummary:
+    """No funnel forecast for the date: its earlier rows go, and the audit says why."""
+    with engine.begin() as conn:
+        for table in ("marts.funnel_forecast", "marts.funnel_stage_rates", "marts.funnel_cycle"):
+            replace_rows(conn, table, {"as_of_date": as_of})
+    record_step(engine, run_id, "build_funnel", as_of, 0, f"skipped: {reason}", started)
+    return FunnelSummary(0, 0, 0.0, 0.0, {}, None, 0, skipped=reason)

@@ -1,23 +1,25 @@
 """Load one entity from the configured source (:mod:`salespulse.ingest` does the work: window, gate,
-quarantine, merge, audit)."""
+quarantine, merge, audit). An optional entity the source does not provide is recorded as such in
+``audit.step_runs`` and loads nothing; a required one that is missing is a permanent error."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from salespulse.config import Settings
 from salespulse.ingest import LoadResult, ingest_from_source
 from salespulse.sources import source_from_settings
-from salespulse.steps.base import warehouse
+from salespulse.steps.base import record_step, warehouse
 
 
 def ingest_entity(
     settings: Settings, entity_name: str, as_of: date, run_id: str, full_refresh: bool = False
 ) -> LoadResult:
     """Load one entity's rows changed since its watermark (all rows on a full refresh), as of ``as_of``."""
+    started = datetime.now()
     source = source_from_settings(settings)
     with warehouse(settings) as engine:
-        return ingest_from_source(
+        result = ingest_from_source(
             engine,
             source,
             entity_name,
@@ -28,3 +30,7 @@ def ingest_entity(
             docs_root=settings.data_docs_root,
             max_batch_rows=settings.max_batch_rows,
         )
+        if not result.provided:
+            detail = f"not provided by {result.source}; nothing loaded"
+            record_step(engine, run_id, f"ingest_{entity_name}", as_of, 0, detail, started)
+    return result
