@@ -14,9 +14,11 @@ Every expectation's outcome becomes one history row, whether it passed or not.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
@@ -123,16 +125,34 @@ def load_suite_document(entity: str) -> dict[str, Any]:
 
 
 @cache
-def _context(docs_root: str | None = None) -> Any:
-    """GX's context: a file context under ``docs_root`` (validation results kept, Data Docs built), or an
-    in-memory one when no folder is given."""
-    context: Any = (
-        gx.get_context(mode="ephemeral")
-        if docs_root is None
-        else gx.get_context(mode="file", project_root_dir=docs_root)
-    )
+def _ephemeral_context() -> Any:
+    """An in-memory GX context, for validations that keep no results (one per process is enough)."""
+    context: Any = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
+
+
+def _file_context(docs_root: Path) -> Any:
+    """A file context under ``docs_root`` (validation results kept, Data Docs built), opened afresh for each
+    validation: another process may have changed its stores since (about 35 ms)."""
+    context: Any = gx.get_context(mode="file", project_root_dir=str(docs_root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+@contextmanager
+def docs_lock(docs_root: Path) -> Generator[None]:
+    """One validation at a time per Data Docs folder, across processes: GX's file context keeps suites,
+    checkpoints and results as files, and two tasks writing them at once fail with GX's freshness errors.
+    An exclusive ``flock`` on a file in the folder (local disks; on a shared network folder, give each
+    worker its own ``SALESPULSE_DATA_DIR``)."""
+    docs_root.mkdir(parents=True, exist_ok=True)
+    with open(docs_root / ".salespulse.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _batch_definition(context: Any, entity: str) -> Any:
@@ -155,25 +175,28 @@ def _run_suite(
 ) -> tuple[Any, str | None]:
     """Validate; with a docs folder, through a checkpoint that stores the result and updates Data Docs."""
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]}
-    context = _context(None if docs_root is None else str(docs_root))
-    definition = _batch_definition(context, entity)
     if docs_root is None:
+        definition = _batch_definition(_ephemeral_context(), entity)
         batch = definition.get_batch(batch_parameters={"dataframe": batch_frame})
         return batch.validate(suite, expectation_parameters=parameters, result_format=result_format), None
-    suite = context.suites.add_or_update(suite)
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"salespulse.{entity}", data=definition, suite=suite)
-    )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=f"salespulse.{entity}",
-            validation_definitions=[validation],
-            actions=[UpdateDataDocsAction(name="update_data_docs")],
-            result_format=result_format,
+    docs_root = Path(docs_root)
+    with docs_lock(docs_root):
+        context = _file_context(docs_root)
+        definition = _batch_definition(context, entity)
+        suite = context.suites.add_or_update(suite)
+        validation = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"salespulse.{entity}", data=definition, suite=suite)
         )
-    )
-    run = checkpoint.run(batch_parameters={"dataframe": batch_frame}, expectation_parameters=parameters)
-    site = context.get_docs_sites_urls()[0]["site_url"]
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"salespulse.{entity}",
+                validation_definitions=[validation],
+                actions=[UpdateDataDocsAction(name="update_data_docs")],
+                result_format=result_format,
+            )
+        )
+        run = checkpoint.run(batch_parameters={"dataframe": batch_frame}, expectation_parameters=parameters)
+        site = context.get_docs_sites_urls()[0]["site_url"]
     return next(iter(run.run_results.values())), site
 
 

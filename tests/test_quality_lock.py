@@ -1,0 +1,70 @@
+"""Validations that share a Data Docs folder take turns: concurrent ingest tasks and backfills cannot race
+on Great Expectations' file stores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from salespulse.generator import DEFAULT_END, generate_crm
+from salespulse.ingest import coerce_types
+from salespulse.model import get_entity
+from salespulse.quality import GateResult, docs_lock, validate_batch
+
+PARAMETERS = {
+    "as_of": pd.Timestamp(DEFAULT_END) + pd.Timedelta(days=1),
+    "fresh_after": pd.Timestamp(DEFAULT_END) - pd.Timedelta(days=30),
+}
+
+
+def _products() -> pd.DataFrame:
+    typed, _ = coerce_types(generate_crm(n_customers=30, seed=1)["products"], get_entity("products"))
+    return typed
+
+
+def test_a_validation_waits_while_another_holds_the_docs_folder(tmp_path: Path) -> None:
+    docs = tmp_path / "gx"
+    results: list[GateResult] = []
+    worker = threading.Thread(
+        target=lambda: results.append(validate_batch("products", _products(), PARAMETERS, docs_root=docs))
+    )
+    with docs_lock(docs):
+        worker.start()
+        time.sleep(1.5)
+        assert worker.is_alive() and results == []  # blocked on the lock, not running beside it
+    worker.join(timeout=120)
+    assert not worker.is_alive() and len(results) == 1
+    assert results[0].data_docs and Path(results[0].data_docs.removeprefix("file://")).exists()
+
+
+PROCESS = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_quality_lock import PARAMETERS, _products
+from salespulse.quality import validate_batch
+frame = _products()
+for _ in range(4):
+    validate_batch("products", frame, PARAMETERS, docs_root={docs!r})
+print("ok")
+"""
+
+
+def test_two_processes_validating_into_one_folder_both_succeed(tmp_path: Path) -> None:
+    """The race the lock removes: two workers, each validating four batches into the same folder."""
+    code = PROCESS.format(tests=str(Path(__file__).parent), docs=str(tmp_path / "gx"))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outcomes = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (out, err) in zip(workers, outcomes, strict=True):
+        assert worker.returncode == 0 and out.strip().endswith("ok"), err[-3000:]
+    validations = list((tmp_path / "gx" / "gx" / "uncommitted" / "validations").rglob("*.json"))
+    assert len(validations) == 8
