@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/python -m salespulse_cli.demo demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS)
+	$(BIN)/salespulse demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS)
 
 lint: setup
 	$(BIN)/ruff check .
