@@ -389,6 +389,22 @@ def load_entity(
                 "incoming_columns": ", ".join(f"incoming.{c}" for c in entity.column_names),
             },
         )
+        history_match = " and ".join(
+            f"history.{k} = core.{entity.core_table}.{k}" for k in map(check_identifier, entity.key)
+        )
+        for column in (c.name for c in entity.columns if c.keep == "earliest"):
+            run_sql_file(
+                conn,
+                "core/keep_earliest.sql",
+                {"batch_id": batch_id},
+                identifiers={
+                    "core_table": check_identifier(entity.core_table),
+                    "raw_table": check_identifier(entity.name),
+                    "column": check_identifier(column),
+                    "key_match": key_match,
+                    "history_key_match": history_match,
+                },
+            )
         result = LoadResult(
             entity=entity.name,
             batch_id=batch_id,

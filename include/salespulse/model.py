@@ -17,6 +17,9 @@ class Column:
     name: str
     kind: ColumnKind
     required: bool = False
+    # "latest": the newest version of the record wins (the default). "earliest": the smallest value any
+    # version has had, for attributes that mean "first" (a signup date), so a later file cannot move it.
+    keep: Literal["latest", "earliest"] = "latest"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ class Entity:
         return [c.name for c in self.columns if c.required]
 
 
-def _cols(*spec: tuple[str, ColumnKind] | tuple[str, ColumnKind, bool]) -> tuple[Column, ...]:
+def _cols(
+    *spec: tuple[str, ColumnKind] | tuple[str, ColumnKind, bool] | tuple[str, ColumnKind, bool, str],
+) -> tuple[Column, ...]:
     return tuple(Column(*s) for s in spec)
 
 
@@ -62,7 +67,7 @@ CUSTOMERS = Entity(
         ("industry", "string"),
         ("segment", "string"),
         ("sales_owner", "string"),
-        ("signup_date", "date", True),
+        ("signup_date", "date", True, "earliest"),
         ("updated_at", "timestamp", True),
     ),
 )
@@ -223,7 +228,11 @@ def describe_markdown(entities: tuple[Entity, ...] = ENTITIES) -> str:
         need = "required" if entity.required else "optional: a source may leave it out"
         after = f"; loads after {', '.join(entity.depends_on)}" if entity.depends_on else ""
         lines += [f"## `{entity.name}`", "", f"Key: `{', '.join(entity.key)}`; {need}{after}.", ""]
-        lines += ["| column | type | required |", "| --- | --- | --- |"]
-        lines += [f"| `{c.name}` | {c.kind} | {'yes' if c.required else ''} |" for c in entity.columns]
+        lines += ["| column | type | required | note |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| `{c.name}` | {c.kind} | {'yes' if c.required else ''} |"
+            + (" keeps the earliest value across versions |" if c.keep == "earliest" else " |")
+            for c in entity.columns
+        ]
         lines.append("")
     return "\n".join(lines)
