@@ -293,3 +293,13 @@ def test_deduplicate_keeps_rows_without_a_key_for_the_gate() -> None:
     assert dropped == 1
     assert kept["customer_id"].isna().sum() == 2
     assert kept.loc[kept.customer_id == "C1", "updated_at"].iloc[0] == pd.Timestamp("2026-01-02")
+
+
+def test_ids_read_as_floats_keep_their_integer_text() -> None:
+    """Parquet and spreadsheet exports often carry numeric ids as floats (CustomerID 17850.0)."""
+    frame = pd.DataFrame(
+        {"customer_id": [17850.0, 13047.0, None, 12.5], "customer_name": ["a", "b", "c", "d"]}
+    )
+    typed, problems = coerce_types(frame, get_entity("customers"))
+    assert typed["customer_id"].tolist() == ["17850", "13047", None, "12.5"]
+    assert (problems == "").all()

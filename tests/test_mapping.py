@@ -7,6 +7,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from salespulse.ingest import ingest_from_source
@@ -122,3 +123,51 @@ def test_a_missing_source_column_names_the_entity(user_files: Path) -> None:
     path.write_text(MAPPING.replace("customer_name: Name", "customer_name: Nmae"), encoding="utf-8")
     with pytest.raises(MappingError, match="entity 'customers' could not be read.*Nmae"):
         list(load_mapping(path).iter_entity("customers"))
+
+
+LINES = """Invoice;Customer ID;Name;Amount;Day
+I-1;17850;Ann;10.5;2011-01-03
+I-2;17850;Ann;4.5;2011-01-09
+I-3;13047;Bob;7;2011-01-05
+"""
+
+GROUPED = """
+version: 1
+source:
+  path: .
+  tables:
+    lines: {file: lines.csv, delimiter: ";"}
+entities:
+  customers:
+    from: lines
+    group_by: [Customer ID]
+    columns:
+      customer_id: Customer ID
+      customer_name: {sql: "min(Name)"}
+      country_code: {value: GB}
+      region: {value: EMEA}
+      signup_date: {sql: "min(Day)"}
+      updated_at: {sql: "max(Day)"}
+"""
+
+
+def test_group_by_takes_column_names_as_columns_do(tmp_path: Path) -> None:
+    """A name with a space works under group_by exactly as under columns."""
+    (tmp_path / "lines.csv").write_text(LINES, encoding="utf-8")
+    (tmp_path / "m.yaml").write_text(GROUPED, encoding="utf-8")
+    chunks = list(load_mapping(tmp_path / "m.yaml").iter_entity("customers"))
+    rows = pd.concat(chunks).sort_values("customer_id")
+    assert rows["customer_id"].tolist() == ["13047", "17850"]
+    assert rows["signup_date"].tolist() == ["2011-01-05", "2011-01-03"]
+
+
+def test_an_expression_duckdb_refuses_is_named_with_its_entity_and_column(tmp_path: Path) -> None:
+    """CSV columns are text: arithmetic on one is refused, and the error says where, in one line."""
+    (tmp_path / "lines.csv").write_text(LINES, encoding="utf-8")
+    bad = GROUPED.replace('customer_name: {sql: "min(Name)"}', 'customer_name: {sql: "min(Amount) - 1"}')
+    (tmp_path / "m.yaml").write_text(bad, encoding="utf-8")
+    with pytest.raises(MappingError) as error:
+        list(load_mapping(tmp_path / "m.yaml").iter_entity("customers"))
+    message = str(error.value)
+    assert "entity 'customers' could not be read: column 'customer_name' = (min(Amount) - 1):" in message
+    assert "No function matches" in message and len(message.splitlines()) == 1

@@ -139,6 +139,17 @@ def conform_source_columns(frame: pd.DataFrame, entity: Entity) -> tuple[pd.Data
     return frame, extra
 
 
+def _as_text(raw: pd.Series) -> pd.Series:
+    """Text as the source meant it. A numeric column read as floats (Parquet or Excel ids such as
+    CustomerID) keeps whole numbers' integer text: 18102.0 is "18102", not a new id "18102.0"."""
+    text = raw.astype(object).where(raw.notna(), None)
+    if pd.api.types.is_float_dtype(raw):
+        whole = raw.notna() & (raw.abs() < 2**53) & (raw == np.floor(raw))
+        text = text.where(~whole, raw.where(whole, 0).astype("int64").astype(str))
+        text = text.where(whole | raw.isna(), raw.astype(str))
+    return text
+
+
 def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.Series]:
     """Cast columns to the model's types. A value that will not cast becomes null in the typed frame,
     and its row is marked with the reason, so it is quarantined rather than silently dropped."""
@@ -150,7 +161,7 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
             continue
         raw = frame[column.name]
         if column.kind == "string":
-            values: pd.Series = raw.astype(object).where(raw.notna(), None)
+            values: pd.Series = _as_text(raw)
         elif column.kind in ("date", "timestamp"):
             values = pd.to_datetime(raw, errors="coerce", format="mixed").astype("datetime64[us]")
         elif column.kind == "int":

@@ -15,7 +15,7 @@ filter, and aggregate (one invoice-line file can yield customers, products, orde
     entities:
       orders:
         from: lines
-        group_by: [Belegnr]
+        group_by: [Belegnr]                                     # source columns by name, or {sql: ...}
         columns:
           order_id: Belegnr                                   # a source column, by name
           order_date: {column: Belegdatum, format: "%d.%m.%Y"}  # a date in the user's format
@@ -26,6 +26,7 @@ filter, and aggregate (one invoice-line file can yield customers, products, orde
 Every lookup is also a SQL macro, ``lookup_<name>(x)``, for use inside ``sql`` expressions.
 A value a date format cannot read is passed on as the original text, so the loader quarantines the row
 with the reason (``type_<column>``) instead of losing it. CSV files are read as text for the same reason.
+A mapping DuckDB refuses is a MappingError naming the entity, the column and its expression.
 """
 
 from __future__ import annotations
@@ -146,9 +147,26 @@ class SourceMapping:
             for batch in reader:
                 yield batch.to_pandas()
         except duckdb.Error as exc:
-            raise MappingError(f"{self.path}: entity {entity_name!r} could not be read: {exc}") from exc
+            reason = self._culprit(con, entity_name, exc)
+            raise MappingError(f"{self.path}: entity {entity_name!r} could not be read: {reason}") from exc
         finally:
             con.close()
+
+    def _culprit(self, con: duckdb.DuckDBPyConnection, entity_name: str, error: duckdb.Error) -> str:
+        """Which mapped column's expression DuckDB refused, found by binding each alone (``limit 0`` reads
+        nothing), with the first line of DuckDB's message; the whole message when no single column fails."""
+        mapping = self.entities[entity_name]
+        reader = self.tables[mapping.source_table].reader(self.folder)
+        for name, expression in mapping.columns.items():
+            probe = EntityMapping(
+                mapping.entity, mapping.source_table, {name: expression}, mapping.where, mapping.group_by
+            )
+            try:
+                con.sql(probe.select_sql(reader) + "\nlimit 0").fetchall()
+            except duckdb.Error as column_error:
+                reason = str(column_error).strip().splitlines()[0]
+                return f"column {name!r} = {expression}: {reason}"
+        return str(error)
 
 
 def _column_expression(where: str, spec: Any) -> str:
@@ -247,7 +265,9 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
             source_table=spec["from"],
             columns=columns,
             where=spec.get("where"),
-            group_by=tuple(_quote(g) if _NAME.match(g) else g for g in spec.get("group_by") or ()),
+            # Entries read like columns: a name is a source column (quoted, spaces and all), {sql: ...} an
+            # expression.
+            group_by=tuple(_column_expression(f"{where}.group_by", g) for g in spec.get("group_by") or ()),
         )
     return SourceMapping(
         path=path,
