@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,9 +226,13 @@ def test_churn_warnings_reach_the_webhook_once_per_run(
     mailbox, received = alert_channels
     dataset = generate_crm(600, seed=23, defect_rate=0)
     _run_ingest(duckdb_url, _exports(dataset, tmp_path / "exports"), monkeypatch)
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["customer_segments"]
+    # The first snapshot has nothing to compare with, so it warns of nobody; the next one does.
+    earlier = AS_OF - timedelta(days=61)
+    dag.test(logical_date=earlier, run_conf={"as_of": earlier.date().isoformat()})
+    assert not [p for _, p in received if p.get("kind") == "churn_warning"]
     received.clear()
     mailbox.messages.clear()
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags["customer_segments"]
     dag_run = dag.test(logical_date=AS_OF, run_conf={"as_of": AS_OF.date().isoformat()})
 
     assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"

@@ -78,3 +78,11 @@ def test_too_little_history_is_a_clear_error() -> None:
     sales = _lines([("A", "a1", "2026-01-01", 10.0)])
     with pytest.raises(ValueError, match="not enough history"):
         churn_risk(sales, date(2026, 11, 1))
+
+
+def test_the_first_snapshot_raises_no_warnings() -> None:
+    """With nothing to compare with, every risky customer would look newly at risk."""
+    current = pd.DataFrame({"customer_id": ["A"], "value_tier": ["high"], "churn_probability": [0.9]})
+    for previous in (None, pd.DataFrame(columns=["customer_id", "churn_probability"])):
+        warned = churn_warnings(current, previous)
+        assert warned.empty and "previous_probability" in warned.columns

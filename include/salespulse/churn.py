@@ -145,9 +145,13 @@ def churn_warnings(
     """Valuable customers whose churn risk crossed ``threshold`` since the previous snapshot.
 
     ``current`` and ``previous`` have customer_id, value_tier and churn_probability. A customer with no
-    previous score who is above the threshold counts as crossing it.
+    previous score who is above the threshold counts as crossing it. With no previous snapshot at all (the
+    first one) nothing has crossed anything: every risky customer would be "new", so there are no warnings;
+    the scores are in the snapshot itself.
     """
     now = current[current["value_tier"].isin(tiers) & (current["churn_probability"] >= threshold)]
+    if previous is None or previous.empty:
+        return now.iloc[:0].assign(previous_probability=pd.Series(dtype=float))
     before = (
         previous.set_index("customer_id")["churn_probability"]
         if previous is not None and len(previous)
