@@ -78,3 +78,34 @@ def test_no_secret_is_committed_in_the_env_example() -> None:
         if "PASSWORD" in line and "=" in line and not line.startswith("#"):
             assert line.split("=", 1)[1] in ("CHANGE_ME", ""), line
     assert ".env" in (REPO_ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_compose_names_only_drivers_executors_and_auth_managers_that_are_installed() -> None:
+    """Each setting the services read must resolve to code the pinned image has."""
+    import importlib
+
+    from sqlalchemy.engine import make_url
+
+    env = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())["x-airflow-common"]["environment"]
+    url = re.sub(r"\$\{[^}]*\}", "secret", env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    make_url(url).get_dialect()  # the driver named in the URL is importable
+    backend = re.sub(r"\$\{[^}]*\}", "secret", env["AIRFLOW__CELERY__RESULT_BACKEND"]).removeprefix("db+")
+    make_url(backend).get_dialect()
+    module, _, name = env["AIRFLOW__CORE__AUTH_MANAGER"].rpartition(".")
+    assert hasattr(importlib.import_module(module), name)
+    importlib.import_module("airflow.providers.celery.executors.celery_executor")
+    importlib.import_module("asyncpg")
+
+
+def test_compose_refuses_to_start_without_its_secrets_and_publishes_no_warehouse_port() -> None:
+    text = (REPO_ROOT / "docker-compose.yaml").read_text()
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "WAREHOUSE_PASSWORD",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+    ):
+        assert re.search(r"\$\{" + secret + r":\?[^}]+\}", text), secret
+        assert not re.search(r"\$\{" + secret + r":-", text), f"{secret} has a default"
+    services = yaml.safe_load(text)["services"]
+    assert "ports" not in services["warehouse-db"] and "ports" not in services["postgres"]
