@@ -36,9 +36,10 @@ pytest: setup
 
 test: lint typecheck pytest
 
-# Tests that need PostgreSQL, real DAG runs or ../shared/data are marked (tests/conftest.py) and left out here.
+# Tests that need PostgreSQL, real DAG runs or ../shared/data, or run the whole chain of steps, are marked
+# (tests/conftest.py, pyproject.toml) and left out here.
 pytest-fast: setup
-	$(BIN)/python -m pytest -m "not postgres and not airflow and not real_data"
+	$(BIN)/python -m pytest -m "not postgres and not airflow and not real_data and not chain"
 
 test-fast: lint typecheck pytest-fast
 

@@ -44,6 +44,7 @@ def test_the_console_script_is_installed_and_describes_the_model() -> None:
     assert "opportunities  optional" in out
 
 
+@pytest.mark.chain
 def test_run_takes_a_users_data_through_every_step_for_each_month(
     small_exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

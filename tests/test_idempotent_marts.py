@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from salespulse.config import Settings
@@ -38,6 +39,7 @@ def run_after_ingest(settings: Settings, as_of: date, run_id: str) -> None:
     render_variance_report(settings, as_of, run_id)
 
 
+@pytest.mark.chain
 def test_rerunning_an_as_of_date_replaces_its_rows_in_every_mart_and_view(
     small_exports: Path, warehouse_url: str, tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ def core_exports(small_exports: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.chain
 def test_a_source_without_optional_entities_runs_the_whole_chain(
     core_exports: Path, warehouse_url: str, tmp_path: Path
 ) -> None:
