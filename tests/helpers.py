@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from salespulse.config import Settings
 from salespulse.generator import CrmDataset
 from salespulse.ingest import LoadResult, ingest_from_source
 from salespulse.model import Entity, load_order
@@ -97,3 +99,18 @@ def completed_source_lines(
     ]
     lines = lines.merge(orders[["order_id", "customer_id", "order_date"]], on="order_id")
     return lines.assign(amount=lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"]))
+
+
+def run_after_ingest(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
+    """Every step after the ingest, in the order the DAGs run them; their summaries by step."""
+    from salespulse.steps import forecast, funnel, report, segments, variance
+
+    done: dict[str, Any] = {"segments": segments.build_segments(settings, as_of, run_id)}
+    plan = forecast.prepare_forecasts(settings, as_of, run_id)
+    for partition in plan.partitions:
+        forecast.forecast_partition(settings, as_of, run_id, partition)
+    done["forecast"] = forecast.publish_forecasts(settings, as_of, run_id)
+    done["funnel"] = funnel.build_funnel(settings, as_of, run_id)
+    done["variance"] = variance.build_variance(settings, as_of, run_id)
+    done["report"] = report.render_variance_report(settings, as_of, run_id)
+    return done

@@ -14,29 +14,12 @@ from sqlalchemy import text
 
 from salespulse.config import Settings
 from salespulse.model import load_order
-from salespulse.steps.forecast import forecast_partition, prepare_forecasts, publish_forecasts
-from salespulse.steps.funnel import build_funnel
 from salespulse.steps.ingest import ingest_entity
 from salespulse.steps.prepare import prepare_warehouse
-from salespulse.steps.report import render_variance_report
-from salespulse.steps.segments import build_segments
-from salespulse.steps.variance import build_variance
 from salespulse.warehouse import get_engine, read_frame
-from tests.helpers import table_counts
+from tests.helpers import run_after_ingest, table_counts
 
 FIRST, SECOND = date(2026, 10, 1), date(2026, 11, 1)
-
-
-def run_after_ingest(settings: Settings, as_of: date, run_id: str) -> None:
-    """Every step after the ingest, in the order the DAGs run them."""
-    build_segments(settings, as_of, run_id)
-    plan = prepare_forecasts(settings, as_of, run_id)
-    for partition in plan.partitions:
-        forecast_partition(settings, as_of, run_id, partition)
-    publish_forecasts(settings, as_of, run_id)
-    build_funnel(settings, as_of, run_id)
-    build_variance(settings, as_of, run_id)
-    render_variance_report(settings, as_of, run_id)
 
 
 @pytest.mark.chain

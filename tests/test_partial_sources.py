@@ -15,14 +15,10 @@ from salespulse.ingest import SourceSchemaError, ingest_from_source
 from salespulse.model import load_order
 from salespulse.schema import create_schema
 from salespulse.sources import MappedSource
-from salespulse.steps.forecast import forecast_partition, prepare_forecasts, publish_forecasts
-from salespulse.steps.funnel import build_funnel
 from salespulse.steps.ingest import ingest_entity
 from salespulse.steps.prepare import prepare_warehouse
-from salespulse.steps.report import render_variance_report
-from salespulse.steps.segments import build_segments
-from salespulse.steps.variance import build_variance
 from salespulse.warehouse import get_engine, read_frame
+from tests.helpers import run_after_ingest
 from tests.test_mapping import KUNDEN, MAPPING
 
 OPTIONAL = ("interactions", "opportunities", "sales_targets")
@@ -50,14 +46,8 @@ def test_a_source_without_optional_entities_runs_the_whole_chain(
     prepare_warehouse(settings)
     for as_of, run_id in ((date(2026, 10, 1), "october"), (AS_OF, "november")):
         results = {e.name: ingest_entity(settings, e.name, as_of, run_id) for e in load_order()}
-        build_segments(settings, as_of, run_id)
-        plan = prepare_forecasts(settings, as_of, run_id)
-        for partition in plan.partitions:
-            forecast_partition(settings, as_of, run_id, partition)
-        publish_forecasts(settings, as_of, run_id)
-        funnel = build_funnel(settings, as_of, run_id)
-        variance = build_variance(settings, as_of, run_id)
-    report = render_variance_report(settings, AS_OF, "november")
+        done = run_after_ingest(settings, as_of, run_id)
+    funnel, variance, report = done["funnel"], done["variance"], done["report"]
 
     assert {name for name, r in results.items() if not r.provided} == set(OPTIONAL)
     assert all(results[name].rows_loaded > 0 for name in ("customers", "products", "orders", "order_lines"))
