@@ -77,3 +77,25 @@ def test_a_broken_mapping_is_a_clear_error_and_exit_code_2(
     )
     assert code == 2
     assert "error: MappingError:" in capsys.readouterr().err
+
+
+def test_check_mapping_shows_what_a_mapping_gives_the_model_before_anything_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_mapping import KUNDEN, MAPPING
+
+    (tmp_path / "kunden.csv").write_text(KUNDEN, encoding="utf-8")
+    (tmp_path / "kunden.yaml").write_text(MAPPING, encoding="utf-8")
+    assert main(["check-mapping", str(tmp_path / "kunden.yaml")]) == 1  # orders are required, not mapped
+    out = capsys.readouterr().out
+    assert "customers (required): 7 of 12 columns mapped" in out
+    assert "not mapped (optional columns, left empty): email, phone, industry, segment, sales_owner" in out
+    assert "Müller GmbH" in out and "北京贸易有限公司" in out  # the typed preview, in any script
+    assert "row 3 would be quarantined: type_signup_date (the text: {'signup_date': '31.02.2025'})" in out
+    assert "orders (required): not mapped - a source must provide it" in out
+    assert "opportunities (optional): not mapped\n" in out and "NOT usable yet" in out
+
+    broken = MAPPING.replace("customer_name: Name", 'customer_name: {sql: "Name - 1"}')
+    (tmp_path / "broken.yaml").write_text(broken, encoding="utf-8")
+    assert main(["check-mapping", str(tmp_path / "broken.yaml")]) == 1
+    assert "error:" in (out := capsys.readouterr().out) and "column 'customer_name' = (Name - 1)" in out

@@ -2,6 +2,7 @@
 
     salespulse run --from 2011-01-01 --to 2011-12-01 --mapping online_retail
     salespulse run --from 2026-11-01 --steps ingest,segments
+    salespulse check-mapping my_mapping.yaml
     salespulse model [--markdown]
     salespulse demo [--customers 3000 --months 4]
 
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--mapping", help="a mapping file, or the name of one in include/mappings/")
     run.add_argument("--warehouse", help="a SQLAlchemy URL (default: WAREHOUSE_URL or the embedded DuckDB)")
+    check = commands.add_parser("check-mapping", help="what a mapping file gives the model, with a preview")
+    check.add_argument("mapping", help="a mapping file, or the name of one in include/mappings/")
+    check.add_argument("--rows", type=int, default=3, help="rows to preview per entity")
     model = commands.add_parser("model", help="the entities and columns a source provides")
     model.add_argument("--markdown", action="store_true", help="as Markdown (docs/model.md)")
     demo = commands.add_parser("demo", help="generate a CRM and run the real DAGs on it with dag.test()")
@@ -57,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "model":
         print(describe_markdown() if args.markdown else _model_table())
         return 0
+    if args.command == "check-mapping":
+        from salespulse_cli.check_mapping import check_mapping
+
+        settings = Settings.from_env()
+        lines, usable = check_mapping(args.mapping, settings.source.source_dir, args.rows)
+        print("\n".join(lines))
+        return 0 if usable else 1
     if args.command == "demo":
         from salespulse_cli import demo
 
