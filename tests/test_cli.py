@@ -99,3 +99,26 @@ def test_check_mapping_shows_what_a_mapping_gives_the_model_before_anything_load
     (tmp_path / "broken.yaml").write_text(broken, encoding="utf-8")
     assert main(["check-mapping", str(tmp_path / "broken.yaml")]) == 1
     assert "error:" in (out := capsys.readouterr().out) and "column 'customer_name' = (Name - 1)" in out
+
+
+def test_full_refresh_rereads_everything_before_the_first_date(
+    small_exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """October loads first; November's run with --full-refresh reads everything before November again,
+    where a plain run would read only what changed since October's watermark."""
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    monkeypatch.setenv("SALESPULSE_EXPORT_DIR", str(small_exports))
+    monkeypatch.setenv("SALESPULSE_DATA_DIR", str(tmp_path))
+    assert main(["run", "--from", "2026-10-01", "--steps", "ingest", "--warehouse", url]) == 0
+    for extra in ([], ["--full-refresh"]):
+        assert main(["run", "--from", "2026-11-01", "--steps", "ingest", "--warehouse", url, *extra]) == 0
+        engine = get_engine(url)
+        batches = read_frame(
+            engine,
+            "select as_of_date, full_refresh, rows_read from audit.load_batches where entity = 'customers'",
+        ).assign(as_of_date=lambda f: f["as_of_date"].astype(str).str[:10])
+        engine.dispose()
+        november = batches[batches["as_of_date"] == "2026-11-01"].iloc[0]
+        october = batches[batches["as_of_date"] == "2026-10-01"].iloc[0]
+        assert bool(november["full_refresh"]) == bool(extra)
+        assert (november["rows_read"] >= october["rows_read"]) == bool(extra)

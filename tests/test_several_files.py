@@ -59,3 +59,34 @@ def test_a_later_file_does_not_move_a_first_date_but_does_update_the_rest(
     core = read_frame(engine, "select signup_date from core.dim_customer where customer_id = 'C1'")
     assert str(core["signup_date"].iloc[0])[:10] == "2013-11-20"
     engine.dispose()
+
+
+def test_a_file_older_than_the_watermark_is_reported_not_skipped_in_silence(
+    warehouse_url: str, tmp_path: Path
+) -> None:
+    """2015's export loaded first; 2014's arrives later. An incremental load reads nothing from it (its rows
+    predate the watermark), says so in the result and the step audit, and a full refresh loads them."""
+    from salespulse.config import Settings
+    from salespulse.steps.ingest import ingest_entity
+    from salespulse.steps.prepare import prepare_warehouse
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    settings = Settings(warehouse_url=warehouse_url, data_dir=tmp_path, export_dir=folder)
+    prepare_warehouse(settings)
+    _customers("2015-02-01", "Acme", "2015-12-31 23:00").to_parquet(folder / "customers.parquet")
+    assert ingest_entity(settings, "customers", date(2016, 1, 1), "y2015").rows_loaded == 2
+
+    late = _customers("2014-03-01", "Acme", "2014-12-31 23:00").assign(customer_id=["C3", "C4"])
+    late.to_parquet(folder / "customers.parquet")
+    result = ingest_entity(settings, "customers", date(2016, 2, 1), "late")
+    assert (result.rows_read, result.rows_before_watermark) == (0, 2)
+    engine = get_engine(warehouse_url)
+    note = read_frame(engine, "select detail from audit.step_runs where run_id = 'late'")["detail"].iloc[0]
+    assert note.startswith("nothing new, but 2 rows in files:") and "full refresh" in note
+
+    refreshed = ingest_entity(settings, "customers", date(2016, 2, 1), "late", full_refresh=True)
+    assert refreshed.rows_loaded == 2
+    ids = read_frame(engine, "select customer_id from core.dim_customer order by 1")["customer_id"].tolist()
+    assert ids == ["C1", "C2", "C3", "C4"]
+    engine.dispose()

@@ -20,7 +20,7 @@ import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,9 @@ class LoadResult:
     new_columns: tuple[str, ...] = ()  # extra columns the entity's previous batch did not have
     source: str = ""
     provided: bool = True  # False: the source has nothing for this (optional) entity
+    # An incremental batch that read nothing while the source holds rows older than the watermark (a file
+    # that arrived late, an older year's export): how many, so they are reported, not skipped in silence.
+    rows_before_watermark: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +96,7 @@ class LoadResult:
             "new_columns": list(self.new_columns),
             "source": self.source,
             "provided": self.provided,
+            "rows_before_watermark": self.rows_before_watermark,
         }
 
 
@@ -524,7 +528,21 @@ def ingest_from_source(
             frame = pd.concat(held, ignore_index=True)
         info = BatchInfo(watermark is None, watermark, time.perf_counter() - started)
         log.info("%s: read %d rows from %s in %s", entity.name, len(frame), description, window)
-        return load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
+        result = load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
+        counter = getattr(source, "count_before", None)
+        if (
+            frame.empty
+            and window.after is not None
+            and counter is not None
+            and (older := counter(entity, window))
+        ):
+            log.warning(
+                "%s: nothing new in %s, but %d rows there predate the watermark %s and were not loaded; "
+                "load them with a full refresh",
+                entity.name, description, older, window.after,
+            )  # fmt: skip
+            result = replace(result, rows_before_watermark=older)
+        return result
 
     with Spill(itertools.chain(held, chunks)) as spill:
         del held

@@ -68,6 +68,12 @@ class Window:
             params.append(self.after.to_pydatetime())
         return condition + "))", params
 
+    def before_condition(self, column: str = "updated_at") -> tuple[str, list[Any]]:
+        """Rows older than the window's start: loaded by an earlier batch, or a file that arrived late."""
+        if self.after is None:
+            return "false", []
+        return f"(try_cast({column} as timestamp) < ?)", [self.after.to_pydatetime()]
+
 
 class Source(Protocol):
     """A CRM data source. ``description`` names it in the audit, without secrets."""
@@ -136,6 +142,23 @@ class FileSource:
             f"encoding = {sql_literal(self.encoding)}, union_by_name = true)"
         )
 
+    def count_before(self, entity: Entity, window: Window) -> int:
+        """How many of the files' rows are older than the window (none are read by an incremental load)."""
+        files = self.files_for(entity)
+        con = duckdb.connect()
+        try:
+            reader_sql = self._reader(files)
+            renames = {c: normalize_header(c) for c in con.sql(f"select * from {reader_sql}").columns}
+            if "updated_at" not in renames.values():
+                return 0
+            projection = ", ".join(f'"{c}" as "{n}"' for c, n in renames.items())
+            condition, params = window.before_condition()
+            sql = f"select count(*) from (select {projection} from {reader_sql}) where {condition}"
+            counted = con.execute(sql, params).fetchone()
+            return int(counted[0]) if counted else 0
+        finally:
+            con.close()
+
     def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
         files = self.files_for(entity)
         con = duckdb.connect()
@@ -196,6 +219,16 @@ class MappedSource:
             )
         condition, params = window.sql_condition()
         yield from mapping.iter_entity(entity.name, condition, params, self.chunk_rows)
+
+    def count_before(self, entity: Entity, window: Window) -> int:
+        """How many mapped rows are older than the window (none are read by an incremental load)."""
+        mapping = load_mapping(self.mapping_path, self.source_dir)
+        if entity.name not in mapping.entities:
+            return 0
+        condition, params = window.before_condition()
+        return sum(
+            len(chunk) for chunk in mapping.iter_entity(entity.name, condition, params, self.chunk_rows)
+        )
 
 
 # --- a CRM database ---------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--mapping", help="a mapping file, or the name of one in include/mappings/")
     run.add_argument("--warehouse", help="a SQLAlchemy URL (default: WAREHOUSE_URL or the embedded DuckDB)")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="read everything before the first date, ignoring watermarks",
+    )
     check = commands.add_parser("check-mapping", help="what a mapping file gives the model, with a preview")
     check.add_argument("mapping", help="a mapping file, or the name of one in include/mappings/")
     check.add_argument("--rows", type=int, default=3, help="rows to preview per entity")
@@ -94,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         steps = ", ".join(args.steps)
         print(f"salespulse: {steps} for {len(dates)} as-of date(s) into {settings.warehouse_url}")
-        run_range(settings, dates, args.steps)
+        run_range(settings, dates, args.steps, full_refresh=args.full_refresh)
     except PermanentError as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2

@@ -47,27 +47,36 @@ def run_range(
     as_of_dates: Sequence[date],
     steps: Sequence[str] = STEPS,
     say: Callable[[str], None] = print,
+    full_refresh: bool = False,
 ) -> None:
-    """Run ``steps`` for each as-of date in order, reporting each step as it ends."""
+    """Run ``steps`` for each as-of date in order, reporting each step as it ends. ``full_refresh`` reads
+    everything before the first date, ignoring the watermarks (the later dates read what changed)."""
     from salespulse.steps.prepare import prepare_warehouse
 
     prepare_warehouse(settings)
-    for as_of in as_of_dates:
+    for number, as_of in enumerate(as_of_dates):
         run_id = f"cli__{as_of.isoformat()}"
         for step in steps:
             started = time.perf_counter()
-            outcome = STEP_RUNNERS[step](settings, as_of, run_id)
+            if step == "ingest":
+                outcome = _ingest(settings, as_of, run_id, full_refresh=full_refresh and number == 0)
+            else:
+                outcome = STEP_RUNNERS[step](settings, as_of, run_id)
             say(f"{as_of}  {step:<9} {outcome} ({time.perf_counter() - started:.1f} s)")
 
 
-def _ingest(settings: Settings, as_of: date, run_id: str) -> str:
+def _ingest(settings: Settings, as_of: date, run_id: str, full_refresh: bool = False) -> str:
     from salespulse.steps.ingest import ingest_entity
 
     parts = []
     for entity in load_order():
-        result = ingest_entity(settings, entity.name, as_of, run_id)
+        result = ingest_entity(settings, entity.name, as_of, run_id, full_refresh=full_refresh)
         if not result.provided:
             parts.append(f"{entity.name} not provided")
+        elif result.rows_before_watermark:
+            parts.append(
+                f"{entity.name} 0 ({result.rows_before_watermark:,} older rows not loaded: --full-refresh)"
+            )
         else:
             held = f", {result.rows_quarantined:,} quarantined" if result.rows_quarantined else ""
             parts.append(f"{entity.name} {result.rows_loaded:,}{held}")

@@ -33,4 +33,10 @@ def ingest_entity(
         if not result.provided:
             detail = f"not provided by {result.source}; nothing loaded"
             record_step(engine, run_id, f"ingest_{entity_name}", as_of, 0, detail, started)
+        elif result.rows_before_watermark:
+            detail = (
+                f"nothing new, but {result.rows_before_watermark} rows in {result.source} predate the "
+                "watermark and were not loaded: run a full refresh to load them"
+            )
+            record_step(engine, run_id, f"ingest_{entity_name}", as_of, 0, detail, started)
     return result
