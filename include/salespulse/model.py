@@ -95,6 +95,10 @@ ORDERS = Entity(
         ("order_date", "date", True),
         ("status", "string", True),
         ("channel", "string"),
+        # Where the sale was made and who made it, when the source keeps them on the order (a store whose
+        # customers buy in several regions); empty, they come from the customer.
+        ("region", "string"),
+        ("sales_owner", "string"),
         ("currency", "string", True),
         ("updated_at", "timestamp", True),
     ),

@@ -50,6 +50,8 @@ create table if not exists core.fct_order (
     order_date date,
     status varchar,
     channel varchar,
+    region varchar,
+    sales_owner varchar,
     currency varchar,
     updated_at timestamp,
     _batch_id varchar not null,
@@ -106,4 +108,6 @@ create table if not exists core.fct_opportunity (
 -- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it); added at
 -- the end of tables created before it existed.
 alter table core.fct_opportunity add column if not exists last_open_stage varchar;
+alter table core.fct_order add column if not exists region varchar;
+alter table core.fct_order add column if not exists sales_owner varchar;
 

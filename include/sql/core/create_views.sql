@@ -22,9 +22,10 @@ final as (
         orders.customer_id,
         orders.order_date,
         orders.status,
-        customer.region,
+        -- Where and by whom the sale was made: the order's own values when the source has them there.
+        coalesce(orders.region, customer.region) as region,
         customer.segment,
-        customer.sales_owner,
+        coalesce(orders.sales_owner, customer.sales_owner) as sales_owner,
         product.category,
         lines.product_id,
         lines.line_number,

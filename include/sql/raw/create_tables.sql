@@ -57,6 +57,8 @@ create table if not exists raw.orders (
     order_date date,
     status varchar,
     channel varchar,
+    region varchar,
+    sales_owner varchar,
     currency varchar,
     updated_at timestamp,
     _batch_id varchar not null,
@@ -130,3 +132,5 @@ alter table raw.opportunities add column if not exists _extra varchar;
 -- The stage a closed deal was closed from (the funnel forecast learns stage win rates from it); added at
 -- the end of tables created before it existed.
 alter table raw.opportunities add column if not exists last_open_stage varchar;
+alter table raw.orders add column if not exists region varchar;
+alter table raw.orders add column if not exists sales_owner varchar;
