@@ -122,3 +122,19 @@ def test_full_refresh_rereads_everything_before_the_first_date(
         october = batches[batches["as_of_date"] == "2026-10-01"].iloc[0]
         assert bool(november["full_refresh"]) == bool(extra)
         assert (november["rows_read"] >= october["rows_read"]) == bool(extra)
+
+
+def test_a_load_stopped_by_a_critical_check_is_a_clear_error_and_exit_code_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from salespulse.generator import generate_crm
+
+    dataset = generate_crm(200, seed=5, defect_rate=0)
+    orders = dataset["orders"]
+    orders.loc[orders.index[::3], "customer_id"] = "X-UNKNOWN"  # a third of the orders: over the 5% limit
+    dataset.write_exports(tmp_path / "exports")
+    monkeypatch.setenv("SALESPULSE_EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("SALESPULSE_DATA_DIR", str(tmp_path))
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    assert main(["run", "--from", "2026-11-01", "--steps", "ingest", "--warehouse", url]) == 1
+    assert "error: a critical data-quality check stopped the load: orders" in capsys.readouterr().err

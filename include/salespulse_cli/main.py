@@ -103,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PermanentError as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        from salespulse.quality import DataQualityError
+
+        if not isinstance(error, DataQualityError):
+            raise
+        print(f"error: a critical data-quality check stopped the load: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
