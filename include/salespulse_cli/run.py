@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from salespulse.config import Settings
@@ -56,12 +57,13 @@ def run_range(
     prepare_warehouse(settings)
     for number, as_of in enumerate(as_of_dates):
         run_id = f"cli__{as_of.isoformat()}"
+        runners: dict[str, Callable[[Settings, date, str], str]] = {
+            **STEP_RUNNERS,
+            "ingest": partial(_ingest, full_refresh=full_refresh and number == 0),
+        }
         for step in steps:
             started = time.perf_counter()
-            if step == "ingest":
-                outcome = _ingest(settings, as_of, run_id, full_refresh=full_refresh and number == 0)
-            else:
-                outcome = STEP_RUNNERS[step](settings, as_of, run_id)
+            outcome = runners[step](settings, as_of, run_id)
             say(f"{as_of}  {step:<9} {outcome} ({time.perf_counter() - started:.1f} s)")
 
 
