@@ -24,6 +24,7 @@ are rebuilt under `.data/gx/` on every run.
 Interactions, opportunities and sales targets are optional: a source without them records them as not
 provided (`audit.step_runs`) and the chain goes on; a missing required entity fails at once.
 
+**Schedule:** `SALESPULSE_INGEST_SCHEDULE` (default `@daily`; `none` for triggered runs only).
 **As-of date:** `params.as_of`, else the logical date. **Full refresh:** `params.full_refresh`.
 **Emits:** `crm_core`, which triggers `customer_segments`.
 """
@@ -39,7 +40,7 @@ from salespulse_airflow import assets, runtime
 
 
 @dag(
-    schedule="@daily",
+    schedule=runtime.ingest_schedule(),
     tags=["salespulse", "ingest", "data-quality"],
     doc_md=__doc__,
     **{**runtime.DAG_DEFAULTS, "params": {**runtime.PARAMS, "full_refresh": False}},

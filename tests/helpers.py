@@ -101,6 +101,12 @@ def completed_source_lines(
     return lines.assign(amount=lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"]))
 
 
+def expected_revenue(crm: CrmDataset, as_of: date) -> float:
+    """Completed revenue before the as-of month, from the source frames, without the pipeline's code."""
+    cutoff = pd.Timestamp(as_of)
+    return float(completed_source_lines(crm, cutoff, cutoff.to_period("M").to_timestamp())["amount"].sum())
+
+
 def run_after_ingest(settings: Settings, as_of: date, run_id: str) -> dict[str, Any]:
     """Every step after the ingest, in the order the DAGs run them; their summaries by step."""
     from salespulse.steps import forecast, funnel, report, segments, variance

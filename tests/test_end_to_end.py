@@ -25,16 +25,10 @@ from salespulse.model import ENTITIES
 from salespulse.reconcile import incoherence
 from salespulse.warehouse import LAYERS, get_engine, read_frame
 from tests.conftest import fresh_postgres_database
-from tests.helpers import completed_source_lines, reconcile_levels, table_counts
+from tests.helpers import expected_revenue, reconcile_levels, table_counts
 
 AS_OF_DATES = [date(2026, 10, 1), date(2026, 11, 1)]
 CHAIN = ("ingest_crm", "customer_segments", "sales_forecast", "variance_report")
-
-
-def expected_revenue(crm: CrmDataset, as_of: date) -> float:
-    """Completed revenue before the as-of month, from the source frames, without the pipeline's code."""
-    cutoff = pd.Timestamp(as_of)
-    return float(completed_source_lines(crm, cutoff, cutoff.to_period("M").to_timestamp())["amount"].sum())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from salespulse.generator import generate_crm
 from salespulse.warehouse import get_engine, read_frame
-from salespulse_airflow.runtime import DEFAULT_START_DATE, start_date
+from salespulse_airflow.runtime import DEFAULT_START_DATE, ingest_schedule, start_date
 from salespulse_cli.local_airflow import run_chain
 
 
@@ -50,3 +50,10 @@ def test_a_crm_from_years_ago_runs_through_the_dags_for_its_own_dates(
 def test_a_date_before_the_start_date_fails_instead_of_succeeding_with_no_task(airflow_db: Path) -> None:
     with pytest.raises(RuntimeError, match="ran no task: the date is before the DAG's start date 2000-01-01"):
         run_chain([date(1999, 6, 1)], ("customer_segments",))
+
+
+def test_the_ingest_schedule_is_a_setting_and_none_means_triggered_runs_only() -> None:
+    assert ingest_schedule({}) == "@daily"
+    assert ingest_schedule({"SALESPULSE_INGEST_SCHEDULE": " @monthly "}) == "@monthly"
+    assert ingest_schedule({"SALESPULSE_INGEST_SCHEDULE": "0 5 * * 1"}) == "0 5 * * 1"
+    assert ingest_schedule({"SALESPULSE_INGEST_SCHEDULE": "None"}) is None

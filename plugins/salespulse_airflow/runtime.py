@@ -48,6 +48,14 @@ def start_date(env: Mapping[str, str] = os.environ) -> pendulum.DateTime:
         raise ValueError(f"SALESPULSE_START_DATE must be a date such as 2015-01-01, got {raw!r}") from exc
 
 
+def ingest_schedule(env: Mapping[str, str] = os.environ) -> str | None:
+    """When ``ingest_crm`` runs by itself: ``SALESPULSE_INGEST_SCHEDULE``, a cron expression or preset
+    (default ``@daily``), or ``none`` for runs that are only triggered (the UI, the API, ``dags trigger``).
+    Backfills step through this schedule: ``@monthly`` backfills a history one month-start at a time."""
+    raw = (env.get("SALESPULSE_INGEST_SCHEDULE") or "@daily").strip()
+    return None if raw.lower() == "none" else raw
+
+
 START_DATE = start_date()
 PARAMS: dict[str, Any] = {"as_of": None}
 
