@@ -10,17 +10,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from salespulse.generator import CrmDataset, generate_crm
+from salespulse_cli.celery_topology import scratch_database
 from salespulse_cli.local_airflow import airflow_env
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="salespulse-test-airflow-"))
@@ -54,22 +52,14 @@ def fresh_postgres_database() -> Generator[str, None, None]:
 
     Without a reachable server the test is skipped on a laptop but fails in CI (CI=true).
     """
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        conn = admin.connect()
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL is required in CI but {POSTGRES_ADMIN_URL} is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
-    name = f"salespulse_test_{uuid.uuid4().hex[:12]}"
-    conn.execute(text(f"create database \"{name}\" encoding 'UTF8' template template0"))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn.execute(text(f'drop database if exists "{name}" with (force)'))
-        conn.close()
-        admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_database(POSTGRES_ADMIN_URL))
+        except OperationalError as exc:
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(f"PostgreSQL is required in CI but {POSTGRES_ADMIN_URL} is unreachable: {exc}")
+            pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
+        yield url
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -27,11 +26,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
 from salespulse.generator import CrmDataset, generate_crm
 from salespulse.warehouse import get_engine, read_frame
-from tests.celery_topology import Topology, celery_environment, free_port
+from salespulse_cli.celery_topology import Topology
 from tests.conftest import fresh_postgres_database
 from tests.helpers import expected_revenue
 
@@ -67,25 +65,6 @@ def _require_redis() -> None:
         pytest.skip(f"Redis unreachable at {REDIS_URL}")
 
 
-def _runs(metadata: Engine) -> pd.DataFrame:
-    return pd.read_sql(
-        text(
-            "select dag_id, run_id, run_type, state, conf, logical_date, start_date, end_date "
-            "from dag_run order by start_date"
-        ),
-        metadata,
-    )
-
-
-def _chain_done(metadata: Engine, expected_runs: int) -> bool:
-    runs = _runs(metadata)
-    failed = runs[runs["state"] == "failed"]
-    if len(failed):
-        raise AssertionError(f"DAG runs failed:\n{failed[['dag_id', 'run_id', 'state']]}")
-    done = runs[runs["state"] == "success"].groupby("dag_id").size()
-    return all(done.get(dag_id, 0) >= expected_runs for dag_id in CHAIN)
-
-
 @pytest.fixture(scope="module")
 def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedulerRun]:
     _require_redis()
@@ -95,13 +74,7 @@ def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schedule
     crm = generate_crm(n_customers=150, seed=3, start=date(2014, 1, 1), end=date(2016, 11, 30))
     crm.write_exports(data_dir / "exports")
     with fresh_postgres_database() as metadata_url, fresh_postgres_database() as warehouse_url:
-        queue = f"salespulse-test-{uuid.uuid4().hex[:8]}"
-        env = {
-            **os.environ,
-            **celery_environment(home, metadata_url, REDIS_URL, queue, api_port=free_port()),
-            "AIRFLOW_CONN_SALESPULSE_WAREHOUSE": make_url(warehouse_url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False),
+        settings = {
             "SALESPULSE_START_DATE": "2099-01-01",
             "SALESPULSE_INGEST_SCHEDULE": "@monthly",
             "SALESPULSE_EXPORT_DIR": str(data_dir / "exports"),
@@ -109,40 +82,20 @@ def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schedule
             "SALESPULSE_FORECAST_PARTITIONS": str(PARTITIONS),
             "SALESPULSE_FORECAST_HORIZON": "3",
         }
-        env.pop("WAREHOUSE_URL", None)
-        topology = Topology(home=home, env=env, queue=queue)
+        topology = Topology.create(home, metadata_url, warehouse_url, REDIS_URL, settings)
         metadata = create_engine(metadata_url)
         try:
             topology.start()
-            dags = topology.wait_for(
-                "the four DAGs parsed",
-                lambda: (
-                    {d["dag_id"] for d in topology.request("GET", "/api/v2/dags?limit=50")["dags"]}
-                    >= set(CHAIN)
-                ),
-                timeout=240,
-            )
-            assert dags
-            for dag_id in CHAIN:
-                topology.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            topology.unpause_when_parsed(CHAIN)
             topology.timings["ready_s"] = time.monotonic() - started
             chain_started = time.monotonic()
-            topology.request(
-                "POST",
-                "/api/v2/dags/ingest_crm/dagRuns",
-                {"logical_date": None, "conf": {"as_of": TRIGGERED.isoformat()}},
-            )
-            topology.wait_for("the chain for the triggered date", lambda: _chain_done(metadata, 1), 900, 5)
+            topology.trigger("ingest_crm", {"as_of": TRIGGERED.isoformat()})
+            topology.wait_for_runs(metadata, CHAIN, successes=1, timeout=900)
             topology.timings["first_chain_s"] = time.monotonic() - chain_started
             backfill_started = time.monotonic()
-            day = BACKFILLED.isoformat()
-            topology.airflow(
-                "backfill", "create", "--dag-id", "ingest_crm", "--from-date", day, "--to-date", day,
-                "--max-active-runs", "1",
-            )  # fmt: skip
-            topology.wait_for("the chain for the backfilled date", lambda: _chain_done(metadata, 2), 900, 5)
+            topology.backfill("ingest_crm", BACKFILLED, BACKFILLED)
+            runs = topology.wait_for_runs(metadata, CHAIN, successes=2, timeout=900)
             topology.timings["backfill_chain_s"] = time.monotonic() - backfill_started
-            runs = _runs(metadata)
             task_instances = pd.read_sql(
                 text("select dag_id, run_id, task_id, map_index, state, queue, hostname from task_instance"),
                 metadata,
@@ -155,7 +108,7 @@ def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schedule
         print(f"\ncelery scheduler test timings: {topology.timings}")
         warehouse = get_engine(warehouse_url)
         yield SchedulerRun(
-            runs, task_instances, warehouse, crm, data_dir, queue, topology.timings, topology.alive()
+            runs, task_instances, warehouse, crm, data_dir, topology.queue, topology.timings, topology.alive()
         )
         warehouse.dispose()
 

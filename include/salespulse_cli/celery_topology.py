@@ -20,10 +20,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pandas as pd
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from salespulse_cli.local_airflow import airflow_env
 
@@ -44,14 +51,17 @@ def free_port() -> int:
 
 
 def celery_environment(
-    home: Path, metadata_url: str, broker_url: str, queue: str, api_port: int
+    home: Path, metadata_url: str, warehouse_url: str, broker_url: str, queue: str, api_port: int
 ) -> dict[str, str]:
     """The settings every component shares: what the compose file's ``x-airflow-common`` sets, pointed at
-    services on this machine. ``metadata_url`` is a SQLAlchemy URL with the psycopg (3) driver."""
+    services on this machine. The two URLs are SQLAlchemy URLs with the psycopg (3) driver; the warehouse
+    becomes the ``salespulse_warehouse`` connection the tasks resolve through Airflow."""
     from cryptography.fernet import Fernet
 
+    connection = make_url(warehouse_url).set(drivername="postgresql").render_as_string(hide_password=False)
     return {
         **airflow_env(home=home),
+        "AIRFLOW_CONN_SALESPULSE_WAREHOUSE": connection,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
@@ -81,6 +91,25 @@ class Topology:
     queue: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        home: Path,
+        metadata_url: str,
+        warehouse_url: str,
+        broker_url: str,
+        settings: Mapping[str, str],
+    ) -> Topology:
+        """A topology on this machine's services, with this process's environment, the shared Airflow
+        settings and the pipeline's ``settings`` (``SALESPULSE_*``); its tasks get a queue of their own."""
+        queue = f"salespulse-{uuid.uuid4().hex[:8]}"
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "WAREHOUSE_URL"},
+            **celery_environment(home, metadata_url, warehouse_url, broker_url, queue, free_port()),
+            **settings,
+        }
+        return cls(home=home, env=env, queue=queue)
 
     @property
     def api(self) -> str:
@@ -183,8 +212,76 @@ class Topology:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
+    def unpause_when_parsed(self, dag_ids: tuple[str, ...], timeout: float = 240) -> None:
+        """Wait until the dag-processor has parsed ``dag_ids``, then unpause them."""
+        self.wait_for(
+            f"{', '.join(dag_ids)} parsed",
+            lambda: (
+                {d["dag_id"] for d in self.request("GET", "/api/v2/dags?limit=100")["dags"]} >= set(dag_ids)
+            ),
+            timeout=timeout,
+        )
+        for dag_id in dag_ids:
+            self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
+        """A manual run with no logical date (the UI's default), as the REST API makes it; its run id."""
+        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        return str(run["dag_run_id"])
+
+    def backfill(self, dag_id: str, first: date, last: date) -> None:
+        """``airflow backfill create`` over ``[first, last]``, one run at a time: the dates stay in order."""
+        self.airflow(
+            "backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(),
+            "--to-date", last.isoformat(), "--max-active-runs", "1",
+        )  # fmt: skip
+
+    def wait_for_runs(
+        self, metadata: Engine, dag_ids: tuple[str, ...], successes: int, timeout: float
+    ) -> pd.DataFrame:
+        """Wait until each DAG has ``successes`` successful runs; fail at once when a run fails. Returns
+        Airflow's ``dag_run`` rows of those DAGs."""
+
+        def done() -> bool:
+            runs = dag_runs(metadata)
+            failed = runs[runs["state"] == "failed"]
+            if len(failed):
+                raise RuntimeError(f"DAG runs failed:\n{failed[['dag_id', 'run_id']]}\n{self.logs()}")
+            succeeded = runs[runs["state"] == "success"].groupby("dag_id").size()
+            return all(succeeded.get(dag_id, 0) >= successes for dag_id in dag_ids)
+
+        self.wait_for(f"{successes} successful run(s) of {', '.join(dag_ids)}", done, timeout, every=5)
+        return dag_runs(metadata)
+
     def _token(self) -> str:
         return str(self.request("GET", "/auth/token")["access_token"])
+
+
+@contextmanager
+def scratch_database(admin_url: str, prefix: str = "salespulse_test") -> Generator[str]:
+    """A new, empty UTF-8 PostgreSQL database named ``<prefix>_<random>``, dropped on exit; its URL.
+    ``admin_url`` is a URL of a user that may create databases. Raises OperationalError when the server
+    cannot be reached."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+            conn.execute(text(f"create database \"{name}\" encoding 'UTF8' template template0"))
+            try:
+                yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+            finally:
+                conn.execute(text(f'drop database if exists "{name}" with (force)'))
+    finally:
+        admin.dispose()
+
+
+def dag_runs(metadata: Engine) -> pd.DataFrame:
+    """Airflow's ``dag_run`` rows, oldest start first."""
+    query = (
+        "select dag_id, run_id, run_type, state, conf, logical_date, start_date, end_date "
+        "from dag_run order by start_date"
+    )
+    return pd.read_sql(text(query), metadata)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
