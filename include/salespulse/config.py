@@ -4,7 +4,8 @@ One place says what can be configured, and :meth:`Settings.from_env` is the one 
 environment: the entry points (Airflow tasks, the demo, benchmarks) build a :class:`Settings` and pass it
 down, so nothing below them looks at ``os.environ``. The warehouse is a SQLAlchemy URL: ``WAREHOUSE_URL``
 wins; otherwise an Airflow-style connection URI in ``AIRFLOW_CONN_SALESPULSE_WAREHOUSE`` is used;
-otherwise an embedded DuckDB file under ``.data/`` in the repository.
+otherwise an embedded DuckDB file under ``.data/`` in the repository (in the working directory when the
+package is installed rather than run from a checkout).
 """
 
 from __future__ import annotations
@@ -13,15 +14,32 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from salespulse.errors import ConfigurationError
 
+
+def shipped_folder(package: str) -> Path:
+    """The folder of files shipped with SalesPulse (``salespulse.sql``, ``salespulse.expectations``,
+    ``salespulse.mappings``): read through ``importlib.resources``, so it is inside site-packages when the
+    package is installed (``pip install .``, the image) and ``include/<folder>`` in a checkout."""
+    try:
+        return Path(str(files(package)))
+    except ModuleNotFoundError:
+        # A checkout put on PYTHONPATH without installing: the folders sit beside the package.
+        return Path(__file__).resolve().parents[1] / package.rsplit(".", 1)[-1]
+
+
+# The checkout the package runs from, if any: the local Airflow runner, the demo, the generated docs and
+# the default data folder use it. An installed package keeps its data in the working directory instead.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SQL_DIR = REPO_ROOT / "include" / "sql"
-EXPECTATIONS_DIR = REPO_ROOT / "include" / "expectations"
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "dags").is_dir()
+SQL_DIR = shipped_folder("salespulse.sql")
+EXPECTATIONS_DIR = shipped_folder("salespulse.expectations")
+MAPPINGS_DIR = shipped_folder("salespulse.mappings")
 
 WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_SALESPULSE_WAREHOUSE"
 # How forecasts are made coherent (salespulse.reconcile), checked here when the settings are read.
@@ -198,7 +216,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        data_dir = Path(env.get("SALESPULSE_DATA_DIR", str(REPO_ROOT / ".data"))).resolve()
+        default_data_dir = (REPO_ROOT if IN_CHECKOUT else Path.cwd()) / ".data"
+        data_dir = Path(env.get("SALESPULSE_DATA_DIR") or default_data_dir).resolve()
         if env.get("WAREHOUSE_URL"):
             url = env["WAREHOUSE_URL"]
         elif env.get(WAREHOUSE_CONN_ENV):

@@ -41,12 +41,11 @@ import duckdb
 import pandas as pd
 import yaml
 
-from salespulse.config import REPO_ROOT
+from salespulse.config import MAPPINGS_DIR
 from salespulse.errors import PermanentError
 from salespulse.model import ENTITY_BY_NAME, Entity
 from salespulse.warehouse import sql_literal
 
-MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE_OPTIONS = {"file", "delimiter", "header", "encoding", "file_row_number", "format"}
 _ENTITY_OPTIONS = {"from", "where", "group_by", "columns"}

@@ -1,0 +1,1 @@
+"""The Great Expectations suites, one per entity, shipped with the package."""

@@ -1,0 +1,1 @@
+"""The mapping files shipped with SalesPulse (``--mapping <name>``)."""

@@ -1,0 +1,1 @@
+"""The warehouse SQL, shipped with the package: ``importlib.resources.files("salespulse.sql")``."""
