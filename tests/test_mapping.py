@@ -157,17 +157,84 @@ def test_group_by_takes_column_names_as_columns_do(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(GROUPED, encoding="utf-8")
     chunks = list(load_mapping(tmp_path / "m.yaml").iter_entity("customers"))
     rows = pd.concat(chunks).sort_values("customer_id")
-    assert rows["customer_id"].tolist() == ["13047", "17850"]
+    assert rows["customer_id"].astype(str).tolist() == ["13047", "17850"]  # numbers in the CSV
     assert rows["signup_date"].tolist() == ["2011-01-05", "2011-01-03"]
 
 
 def test_an_expression_duckdb_refuses_is_named_with_its_entity_and_column(tmp_path: Path) -> None:
-    """CSV columns are text: arithmetic on one is refused, and the error says where, in one line."""
+    """Arithmetic on a text column is refused, and the error says where, in one line."""
     (tmp_path / "lines.csv").write_text(LINES, encoding="utf-8")
-    bad = GROUPED.replace('customer_name: {sql: "min(Name)"}', 'customer_name: {sql: "min(Amount) - 1"}')
+    bad = GROUPED.replace('customer_name: {sql: "min(Name)"}', 'customer_name: {sql: "min(Name) - 1"}')
     (tmp_path / "m.yaml").write_text(bad, encoding="utf-8")
     with pytest.raises(MappingError) as error:
         list(load_mapping(tmp_path / "m.yaml").iter_entity("customers"))
     message = str(error.value)
-    assert "entity 'customers' could not be read: column 'customer_name' = (min(Amount) - 1):" in message
+    assert "entity 'customers' could not be read: column 'customer_name' = (min(Name) - 1):" in message
     assert "No function matches" in message and len(message.splitlines()) == 1
+
+
+TYPED = """Order;Customer;Zip;Qty;Price;Day
+1001;13047.0;01234;3;2.50;05/01/2011
+1002;17850.0;02345;-2;3;03/01/2011
+1003;;N/A;1;1.25;04/01/2011
+"""
+
+TYPED_MAPPING = """
+version: 1
+source:
+  path: .
+  tables:
+    lines: {file: lines.csv, delimiter: ";"TYPES}
+entities:
+  order_lines:
+    from: lines
+    columns:
+      order_id: Order
+      line_number: {value: 1}
+      product_id: Zip
+      quantity: {sql: "abs(Qty)"}
+      unit_price: {sql: "Price * 2"}
+      updated_at: {column: Day, format: "%d/%m/%Y"}
+"""
+
+
+def test_csv_numbers_arrive_as_numbers_and_everything_else_as_text(tmp_path: Path) -> None:
+    """Arithmetic on a CSV column of numbers needs no cast; a column with leading zeros or a non-number
+    stays text, and a date is never guessed: 05/01/2011 is the 5th of January because the format says so."""
+    (tmp_path / "lines.csv").write_text(TYPED, encoding="utf-8")
+    (tmp_path / "m.yaml").write_text(TYPED_MAPPING.replace("TYPES", ""), encoding="utf-8")
+    rows = pd.concat(load_mapping(tmp_path / "m.yaml").iter_entity("order_lines"))
+    assert rows["quantity"].tolist() == [3, 2, 1]
+    assert rows["unit_price"].tolist() == [5.0, 6.0, 2.5]
+    assert rows["product_id"].tolist() == ["01234", "02345", "N/A"]
+    assert rows["order_id"].tolist() == [1001, 1002, 1003]
+    assert rows["updated_at"].str[:10].tolist() == ["2011-01-05", "2011-01-03", "2011-01-04"]
+
+
+def test_types_text_keeps_every_csv_column_text(tmp_path: Path) -> None:
+    (tmp_path / "lines.csv").write_text(TYPED, encoding="utf-8")
+    mapping = TYPED_MAPPING.replace("TYPES", ", types: text").replace('"abs(Qty)"', "\"Qty || '!'\"")
+    (tmp_path / "m.yaml").write_text(mapping.replace('"Price * 2"', "Price"), encoding="utf-8")
+    rows = pd.concat(load_mapping(tmp_path / "m.yaml").iter_entity("order_lines"))
+    assert rows["quantity"].tolist() == ["3!", "-2!", "1!"]
+    assert rows["unit_price"].tolist() == ["2.50", "3", "1.25"]
+    (tmp_path / "m.yaml").write_text(TYPED_MAPPING.replace("TYPES", ", types: guess"), encoding="utf-8")
+    with pytest.raises(MappingError, match="types must be detect or text"):
+        load_mapping(tmp_path / "m.yaml")
+
+
+def test_a_float_id_from_a_csv_keeps_its_integer_text_in_the_warehouse(tmp_path: Path, duckdb_url: str):
+    """13047.0 in the file is customer 13047 in core, not 13047.0."""
+    (tmp_path / "c.csv").write_text("Id;Name\n13047.0;A\n17850.0;B\n", encoding="utf-8")
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nsource: {path: ., tables: {c: {file: c.csv, delimiter: ';'}}}\nentities:\n"
+        "  customers: {from: c, columns: {customer_id: Id, customer_name: Name, country_code: {value: DE},"
+        " region: {value: Europe}, signup_date: {value: '2025-01-01'}, updated_at: {value: '2026-01-01'}}}\n",
+        encoding="utf-8",
+    )
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    ingest_from_source(engine, MappedSource(tmp_path / "m.yaml"), "customers", AS_OF, "r1")
+    ids = read_frame(engine, "select customer_id from core.dim_customer order by 1")["customer_id"].tolist()
+    engine.dispose()
+    assert ids == ["13047", "17850"]

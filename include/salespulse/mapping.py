@@ -25,7 +25,11 @@ filter, and aggregate (one invoice-line file can yield customers, products, orde
 
 Every lookup is also a SQL macro, ``lookup_<name>(x)``, for use inside ``sql`` expressions.
 A value a date format cannot read is passed on as the original text, so the loader quarantines the row
-with the reason (``type_<column>``) instead of losing it. CSV files are read as text for the same reason.
+with the reason (``type_<column>``) instead of losing it. A CSV column whose every value is a number (or a
+boolean) arrives as one, so ``Quantity * UnitPrice`` needs no cast; any other column, dates included,
+arrives as text (``types: text`` on a table keeps every column text). The loader casts each mapped value to
+the model's type and quarantines one that does not cast, with its text; an id read as a float keeps its
+integer text (``18102``, not ``18102.0``).
 A mapping DuckDB refuses is a MappingError naming the entity, the column and its expression.
 """
 
@@ -47,7 +51,7 @@ from salespulse.model import ENTITY_BY_NAME, Entity
 from salespulse.warehouse import sql_literal
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TABLE_OPTIONS = {"file", "delimiter", "header", "encoding", "file_row_number", "format"}
+_TABLE_OPTIONS = {"file", "delimiter", "header", "encoding", "file_row_number", "format", "types"}
 _ENTITY_OPTIONS = {"from", "where", "group_by", "columns"}
 _ISO_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -68,6 +72,7 @@ class SourceTable:
     header: bool = True
     encoding: str = "utf-8"
     file_row_number: bool = False
+    types: str = "detect"  # CSV: "detect" numbers and booleans, or "text" for every column
 
     def reader(self, folder: Path) -> str:
         """The DuckDB table function that reads this table's file(s)."""
@@ -75,8 +80,15 @@ class SourceTable:
         if self.file.endswith(".parquet"):
             numbered = ", file_row_number = true" if self.file_row_number else ""
             return f"read_parquet({pattern}, union_by_name = true{numbered})"
+        if self.types == "text":
+            typing = ["all_varchar = true"]
+        else:
+            # Numbers and booleans as such, detected over every row, so a column is a number only when
+            # every value is one: "00123" or "12,5" keep the column text. Dates stay text: their format
+            # is the user's to give (``format``), never guessed (01/02 is January or February).
+            typing = ["sample_size = -1", "auto_type_candidates = ['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR']"]
         options: list[str] = [
-            "all_varchar = true",
+            *typing,
             f"header = {sql_literal(self.header)}",
             f"encoding = {sql_literal(self.encoding)}",
             "union_by_name = true",
@@ -231,6 +243,8 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
                 f"{path}: source table {name!r}: needs 'file'; unknown options {sorted(unknown)}"
             )
         spec.pop("format", None)
+        if spec.get("types", "detect") not in ("detect", "text"):
+            raise MappingError(f"{path}: source table {name!r}: types must be detect or text")
         tables[name] = SourceTable(name=name, **spec)
     lookups = document.get("lookups") or {}
     for name in lookups:
