@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from salespulse.generator import CrmDataset, generate_crm
-from salespulse_cli.celery_topology import scratch_database
 from salespulse_cli.local_airflow import airflow_env
+from salespulse_cli.scheduler_topology import scratch_database
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="salespulse-test-airflow-"))
 os.environ.update(airflow_env(home=_AIRFLOW_HOME))

@@ -29,11 +29,11 @@ from sqlalchemy import Engine, create_engine, text
 
 from salespulse.generator import CrmDataset, generate_crm
 from salespulse.warehouse import get_engine, read_frame
-from salespulse_cli.celery_topology import Topology
+from salespulse_cli.scheduler_topology import Topology
 from tests.conftest import fresh_postgres_database
 from tests.helpers import expected_revenue
 
-pytestmark = [pytest.mark.airflow, pytest.mark.postgres, pytest.mark.celery]
+pytestmark = [pytest.mark.airflow, pytest.mark.postgres, pytest.mark.scheduler]
 
 CHAIN = ("ingest_crm", "customer_segments", "sales_forecast", "variance_report")
 TRIGGERED = date(2016, 11, 1)  # through the REST API
@@ -82,7 +82,7 @@ def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schedule
             "SALESPULSE_FORECAST_PARTITIONS": str(PARTITIONS),
             "SALESPULSE_FORECAST_HORIZON": "3",
         }
-        topology = Topology.create(home, metadata_url, warehouse_url, REDIS_URL, settings)
+        topology = Topology.create(home, metadata_url, warehouse_url, settings, REDIS_URL)
         metadata = create_engine(metadata_url)
         try:
             topology.start()

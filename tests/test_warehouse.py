@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import date, datetime
 
 import pandas as pd
@@ -11,6 +14,7 @@ from salespulse.model import ENTITIES, LOAD_METADATA
 from salespulse.schema import create_schema
 from salespulse.warehouse import (
     LAYERS,
+    WarehouseBusy,
     bulk_insert,
     check_identifier,
     get_engine,
@@ -177,3 +181,50 @@ def test_a_warehouse_from_before_last_open_stage_gets_the_column(warehouse_url: 
         "where column_name = 'last_open_stage'",
     )
     assert {"raw.opportunities", "core.fct_opportunity"} <= set(columns["qualified"])
+
+
+HOLD_THE_FILE = """
+import sys, time
+from sqlalchemy import text
+from salespulse.warehouse import get_engine
+engine = get_engine(sys.argv[1])
+with engine.begin() as conn:
+    conn.execute(text("create table if not exists turns (who varchar, stamp double)"))
+    conn.execute(text("insert into turns values ('holder', :stamp)"), {"stamp": time.time()})
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+engine.dispose()
+"""
+
+
+def _hold(url: str, seconds: float) -> subprocess.Popen[str]:
+    """Another process that holds the DuckDB file for ``seconds``, started once it holds it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_FILE, url, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_a_second_process_waits_for_the_duckdb_file_instead_of_failing(duckdb_url: str) -> None:
+    """What LocalExecutor does to the embedded warehouse: two tasks write at once. The second waits for the
+    first to let the file go, then writes."""
+    holder = _hold(duckdb_url, 2.0)
+    started = time.monotonic()
+    engine = get_engine(duckdb_url, lock_timeout=60)
+    with engine.begin() as conn:
+        conn.execute(text("insert into turns values ('waiter', :stamp)"), {"stamp": time.time()})
+    waited = time.monotonic() - started
+    turns = read_frame(engine, "select who from turns order by stamp")["who"].tolist()
+    engine.dispose()
+    assert holder.wait(timeout=30) == 0
+    assert turns == ["holder", "waiter"] and waited > 1.0
+
+
+def test_a_duckdb_file_locked_too_long_is_a_clear_error(duckdb_url: str) -> None:
+    holder = _hold(duckdb_url, 5.0)
+    engine = get_engine(duckdb_url, lock_timeout=0.5)
+    with pytest.raises(WarehouseBusy, match="SALESPULSE_DUCKDB_LOCK_TIMEOUT.*PostgreSQL"):
+        engine.connect()
+    engine.dispose()
+    holder.wait(timeout=30)

@@ -198,6 +198,7 @@ class Settings:
     target_pct_threshold: float = 0.10
     source: SourceSettings = field(default_factory=SourceSettings)
     duckdb_memory_limit: str = "1GB"
+    duckdb_lock_timeout: float = 600.0
 
     @property
     def data_docs_root(self) -> Path:
@@ -286,4 +287,6 @@ class Settings:
             source=SourceSettings.from_env(env),
             # An embedded DuckDB shares the worker's memory: its buffer pool is capped, and spills past it.
             duckdb_memory_limit=env.get("SALESPULSE_DUCKDB_MEMORY_LIMIT") or "1GB",
+            # One writing process at a time: a task waits this long (seconds) for another to release it.
+            duckdb_lock_timeout=_env_float(env, "SALESPULSE_DUCKDB_LOCK_TIMEOUT", 600.0),
         )

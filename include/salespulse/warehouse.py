@@ -8,38 +8,79 @@ its grants is :mod:`salespulse.schema`, built on this module.
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine, TextClause, bindparam, create_engine, text
+from sqlalchemy import Connection, Engine, TextClause, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from salespulse.config import SQL_DIR
 
+log = logging.getLogger(__name__)
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 LAYERS = ("raw", "core", "quality", "audit", "marts", "reporting")
 COPY_CHUNK_ROWS = 200_000
 
 
-def get_engine(url: str, memory_limit: str = "1GB") -> Engine:
+def get_engine(url: str, memory_limit: str = "1GB", lock_timeout: float = 600.0) -> Engine:
     """An engine for a SQLAlchemy URL; DuckDB files get their folder created.
 
     An embedded DuckDB shares the worker's memory, so its buffer pool is capped at ``memory_limit``
     (``SALESPULSE_DUCKDB_MEMORY_LIMIT`` in the settings); past the cap it spills to disk.
+
+    A DuckDB file takes one writing process at a time. Under a scheduler that runs tasks side by side on one
+    machine (Airflow's LocalExecutor; the forecast partitions are mapped tasks), a connection waits for
+    the process that holds the file, up to ``lock_timeout`` seconds (``SALESPULSE_DUCKDB_LOCK_TIMEOUT``),
+    so the tasks take turns instead of failing; past it, the error says which setting to change.
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "duckdb":
-        if parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, future=True, connect_args={"config": {"memory_limit": memory_limit}})
-    return create_engine(url, future=True)
+    if parsed.get_backend_name() != "duckdb":
+        return create_engine(url, future=True)
+    if parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True, connect_args={"config": {"memory_limit": memory_limit}})
+    event.listen(engine, "do_connect", functools.partial(_connect_when_unlocked, timeout=lock_timeout))
+    return engine
+
+
+def _connect_when_unlocked(dialect: Any, record: Any, cargs: Any, cparams: Any, *, timeout: float) -> Any:
+    """Open a DuckDB connection, waiting (with backoff) while another process holds the file's lock."""
+    deadline, pause = time.monotonic() + timeout, 0.1
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(
+                    f"the DuckDB warehouse {cargs[0] if cargs else ''} stayed locked by another process for "
+                    f"{timeout:.0f} s (SALESPULSE_DUCKDB_LOCK_TIMEOUT); tasks that write in parallel need "
+                    f"the PostgreSQL warehouse: {str(error).splitlines()[0]}"
+                ) from error
+            if pause == 0.1:
+                log.warning(
+                    "the DuckDB warehouse is held by another process; waiting up to %.0f s (PostgreSQL "
+                    "lets tasks write side by side)",
+                    timeout,
+                )
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, 5.0)
+
+
+class WarehouseBusy(RuntimeError):
+    """The embedded warehouse stayed locked by another process: transient, so Airflow retries it."""
 
 
 def dialect_of(conn: Connection | Engine) -> str:

@@ -19,7 +19,7 @@ from salespulse.warehouse import bulk_insert, get_engine, replace_rows
 @contextmanager
 def warehouse(settings: Settings) -> Generator[Engine]:
     """An engine for the duration of one step; disposed after, so an embedded DuckDB file is released."""
-    engine = get_engine(settings.warehouse_url, settings.duckdb_memory_limit)
+    engine = get_engine(settings.warehouse_url, settings.duckdb_memory_limit, settings.duckdb_lock_timeout)
     try:
         yield engine
     finally:

@@ -1,5 +1,6 @@
 """Airflow's production topology, started natively for a test: the API server, scheduler, dag-processor,
-triggerer and a Celery worker, with PostgreSQL as the metadata database and Redis as the broker.
+triggerer and a Celery worker, with PostgreSQL as the metadata database and Redis as the broker; or, with
+no broker, the same without the worker under the LocalExecutor (what ``airflow standalone`` runs).
 
 Each component is a process of its own (``python -m airflow ...``) in a new session, so stopping it by its
 PID also stops what it forked (the worker's pool, the API server's workers, task processes). Its output
@@ -50,24 +51,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def celery_environment(
-    home: Path, metadata_url: str, warehouse_url: str, broker_url: str, queue: str, api_port: int
+def topology_environment(
+    home: Path, metadata_url: str, warehouse_url: str, api_port: int, broker_url: str | None, queue: str
 ) -> dict[str, str]:
     """The settings every component shares: what the compose file's ``x-airflow-common`` sets, pointed at
-    services on this machine. The two URLs are SQLAlchemy URLs with the psycopg (3) driver; the warehouse
-    becomes the ``salespulse_warehouse`` connection the tasks resolve through Airflow."""
+    services on this machine. ``metadata_url`` is a SQLAlchemy URL with the psycopg (3) driver. A
+    PostgreSQL warehouse becomes the ``salespulse_warehouse`` connection the tasks resolve through Airflow;
+    a DuckDB file is ``WAREHOUSE_URL``. With a broker the executor is Celery (tasks on ``queue``, which only
+    this topology's worker reads, so a shared Redis is safe); without one it is the LocalExecutor."""
     from cryptography.fernet import Fernet
 
-    connection = make_url(warehouse_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    return {
+    env = {
         **airflow_env(home=home),
-        "AIRFLOW_CONN_SALESPULSE_WAREHOUSE": connection,
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-        "AIRFLOW__CELERY__BROKER_URL": broker_url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
-        # Tasks go to this queue and only this test's worker listens on it, so a shared Redis is safe.
-        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
         "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__API__PORT": str(api_port),
@@ -78,6 +74,20 @@ def celery_environment(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
+    }
+    warehouse = make_url(warehouse_url)
+    if warehouse.get_backend_name() == "duckdb":
+        env["WAREHOUSE_URL"] = warehouse_url
+    else:
+        connection = warehouse.set(drivername="postgresql").render_as_string(hide_password=False)
+        env["AIRFLOW_CONN_SALESPULSE_WAREHOUSE"] = connection
+    if broker_url is None:
+        return env | {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4"}
+    return env | {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
     }
 
@@ -98,15 +108,16 @@ class Topology:
         home: Path,
         metadata_url: str,
         warehouse_url: str,
-        broker_url: str,
         settings: Mapping[str, str],
+        broker_url: str | None = None,
     ) -> Topology:
         """A topology on this machine's services, with this process's environment, the shared Airflow
-        settings and the pipeline's ``settings`` (``SALESPULSE_*``); its tasks get a queue of their own."""
+        settings and the pipeline's ``settings`` (``SALESPULSE_*``): Celery with ``broker_url``, else the
+        LocalExecutor."""
         queue = f"salespulse-{uuid.uuid4().hex[:8]}"
         env = {
             **{k: v for k, v in os.environ.items() if k != "WAREHOUSE_URL"},
-            **celery_environment(home, metadata_url, warehouse_url, broker_url, queue, free_port()),
+            **topology_environment(home, metadata_url, warehouse_url, free_port(), broker_url, queue),
             **settings,
         }
         return cls(home=home, env=env, queue=queue)
@@ -134,8 +145,11 @@ class Topology:
         (self.home / "processes").mkdir(parents=True, exist_ok=True)
         self.airflow("db", "migrate", timeout=600)
         self.timings["migrate_s"] = time.monotonic() - started
-        worker = ["celery", "worker", "--queues", self.queue, "--concurrency", "2", "--without-mingle"]
-        for name, args in {**COMPONENTS, "celery-worker": [*worker, "--without-gossip"]}.items():
+        components = dict(COMPONENTS)
+        if self.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor":
+            worker = ["celery", "worker", "--queues", self.queue, "--concurrency", "2", "--without-mingle"]
+            components["celery-worker"] = [*worker, "--without-gossip"]
+        for name, args in components.items():
             log = (self.home / "processes" / f"{name}.log").open("wb")
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "airflow", *args],
