@@ -1,4 +1,4 @@
-"""Bring your own data: a mapping file turns a user's files into the SalesPulse model, with no code.
+"""Bring your own data: a mapping file turns a user's files into the SalesPulse model, with no Python.
 
 A mapping is a YAML file (see ``include/mappings/``). It names the source files, and for each model entity
 says where each column comes from. DuckDB reads the files and evaluates the mapping, so a mapping can
@@ -31,6 +31,9 @@ arrives as text (``types: text`` on a table keeps every column text). The loader
 the model's type and quarantines one that does not cast, with its text; an id read as a float keeps its
 integer text (``18102``, not ``18102.0``).
 A mapping DuckDB refuses is a MappingError naming the entity, the column and its expression.
+
+Mapping expressions are SQL, so a mapping runs in a sandbox (:meth:`SourceMapping.connect`): it reads the
+files it declares and nothing else, and runs one SELECT at a time (docs/security.md).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import yaml
 from salespulse.config import MAPPINGS_DIR
 from salespulse.errors import PermanentError
 from salespulse.model import ENTITY_BY_NAME, Entity
-from salespulse.warehouse import sql_literal
+from salespulse.warehouse import quote_identifier, sql_literal
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE_OPTIONS = {"file", "delimiter", "header", "encoding", "file_row_number", "format", "types"}
@@ -58,10 +61,6 @@ _ISO_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
 class MappingError(PermanentError, ValueError):
     """The mapping file is not valid; the message names the file and the place."""
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,18 @@ class SourceTable:
     file_row_number: bool = False
     types: str = "detect"  # CSV: "detect" numbers and booleans, or "text" for every column
 
+    def files(self, folder: Path) -> list[Path]:
+        """The files this table reads: ``file`` is a name or a glob pattern inside the mapping's folder."""
+        if Path(self.file).is_absolute() or ".." in Path(self.file).parts:
+            raise MappingError(f"source table {self.name!r}: file {self.file!r} must be inside {folder}")
+        found = sorted(p for p in folder.glob(self.file) if p.is_file())
+        if not found:
+            raise MappingError(f"source table {self.name!r}: no file matches {self.file!r} in {folder}")
+        return found
+
     def reader(self, folder: Path) -> str:
-        """The DuckDB table function that reads this table's file(s)."""
-        pattern = sql_literal(str(folder / self.file))
+        """The DuckDB table function that reads this table's file(s), by their exact paths."""
+        pattern = "[" + ", ".join(sql_literal(str(p)) for p in self.files(folder)) + "]"
         if self.file.endswith(".parquet"):
             numbered = ", file_row_number = true" if self.file_row_number else ""
             return f"read_parquet({pattern}, union_by_name = true{numbered})"
@@ -111,7 +119,9 @@ class EntityMapping:
     group_by: tuple[str, ...] = ()
 
     def select_sql(self, reader: str) -> str:
-        expressions = ",\n    ".join(f"{expr} as {_quote(name)}" for name, expr in self.columns.items())
+        expressions = ",\n    ".join(
+            f"{expr} as {quote_identifier(name)}" for name, expr in self.columns.items()
+        )
         sql = f"select\n    {expressions}\nfrom {reader} as source"
         if self.where:
             sql += f"\nwhere {self.where}"
@@ -131,13 +141,32 @@ class SourceMapping:
     lookups: dict[str, dict[str, Any]] = field(default_factory=dict)
     entities: dict[str, EntityMapping] = field(default_factory=dict)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with this mapping's lookups defined as macros."""
+    def connect(self, entity_name: str) -> duckdb.DuckDBPyConnection:
+        """The sandbox an entity's mapping runs in: an in-memory DuckDB with the lookups as macros that may
+        read the entity's source files and nothing else. No other file, no network, no extension, no
+        ATTACH, and its settings locked, so an expression cannot open what the sandbox closed."""
+        files = self.tables[self.entities[entity_name].source_table].files(self.folder)
         con = duckdb.connect()
         for name, table in self.lookups.items():
             cases = " ".join(f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in table.items())
             con.execute(f"create macro lookup_{name}(x) as (case cast(x as varchar) {cases} else null end)")
+        paths = "[" + ", ".join(sql_literal(str(p)) for p in files) + "]"
+        for setting in (
+            f"allowed_paths = {paths}",
+            "enable_external_access = false",
+            "autoinstall_known_extensions = false",
+            "autoload_known_extensions = false",
+            "lock_configuration = true",
+        ):
+            con.execute(f"set {setting}")
         return con
+
+    def run(self, con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+        """Run one query the mapping built: exactly one SELECT, never a second statement smuggled in."""
+        kinds = [statement.type for statement in con.extract_statements(sql)]
+        if kinds != [duckdb.StatementType.SELECT]:
+            raise MappingError(f"{self.path}: a mapping may only select; got {[k.name for k in kinds]}")
+        return con.sql(sql, params=params or [])
 
     def entity_sql(self, entity_name: str) -> str:
         mapping = self.entities[entity_name]
@@ -151,10 +180,10 @@ class SourceMapping:
         chunk_rows: int = 500_000,
     ) -> Iterator[pd.DataFrame]:
         """The mapped rows of one entity, filtered by ``where`` over the model's columns, in chunks."""
-        con = self.connect()
+        con = self.connect(entity_name)
         try:
             sql = f"select * from ({self.entity_sql(entity_name)}) as mapped where {where}"
-            reader = con.sql(sql, params=params or []).to_arrow_reader(chunk_rows)
+            reader = self.run(con, sql, params).to_arrow_reader(chunk_rows)
             for batch in reader:
                 yield batch.to_pandas()
         except duckdb.Error as exc:
@@ -173,16 +202,41 @@ class SourceMapping:
                 mapping.entity, mapping.source_table, {name: expression}, mapping.where, mapping.group_by
             )
             try:
-                con.sql(probe.select_sql(reader) + "\nlimit 0").fetchall()
+                self.run(con, probe.select_sql(reader) + "\nlimit 0").fetchall()
             except duckdb.Error as column_error:
                 reason = str(column_error).strip().splitlines()[0]
                 return f"column {name!r} = {expression}: {reason}"
         return str(error)
 
 
+def one_expression(where: str, expression: str, clause: str = "select {} as x from source") -> str:
+    """Check that a mapping's SQL is one expression in one SELECT, not a way to run statements of its own
+    (``1 = 0; copy ... to 'file'; select``): what the sandbox blocks at run time is refused here, naming
+    the mapping key."""
+    try:
+        statements = duckdb.extract_statements(clause.format(expression))
+    except duckdb.Error as error:
+        raise MappingError(
+            f"{where}: not an expression DuckDB reads: {str(error).splitlines()[0]}"
+        ) from error
+    if [statement.type for statement in statements] != [duckdb.StatementType.SELECT]:
+        kinds = ", ".join(statement.type.name for statement in statements)
+        raise MappingError(f"{where}: must be a single expression; {expression!r} makes statements {kinds}")
+    return expression
+
+
 def _column_expression(where: str, spec: Any) -> str:
+    try:
+        return _expression(where, spec)
+    except MappingError:
+        raise
+    except ValueError as error:  # an empty or NUL-bearing column name
+        raise MappingError(f"{where}: {error}") from error
+
+
+def _expression(where: str, spec: Any) -> str:
     if isinstance(spec, str):
-        return f"source.{_quote(spec)}"
+        return f"source.{quote_identifier(spec)}"
     if not isinstance(spec, dict) or len(set(spec) - {"format"}) != 1:
         raise MappingError(
             f"{where}: expected a column name or one of {{column}}, {{column, format}}, {{value}}, "
@@ -191,9 +245,9 @@ def _column_expression(where: str, spec: Any) -> str:
     if "value" in spec:
         return sql_literal(spec["value"])
     if "sql" in spec:
-        expression = f"({spec['sql']})"
+        expression = one_expression(where, f"({spec['sql']})")
     elif "column" in spec:
-        expression = f"source.{_quote(spec['column'])}"
+        expression = f"source.{quote_identifier(spec['column'])}"
     else:
         raise MappingError(f"{where}: unknown column spec {spec!r}")
     if "lookup" in spec:
@@ -238,7 +292,9 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
     for name, spec in (source.get("tables") or {}).items():
         spec = {"file": spec} if isinstance(spec, str) else dict(spec)
         unknown = set(spec) - _TABLE_OPTIONS
-        if unknown or "file" not in spec or not _NAME.match(name):
+        if not _NAME.match(str(name)):
+            raise MappingError(f"{path}: source table {name!r}: a name is letters, digits and _ only")
+        if unknown or "file" not in spec:
             raise MappingError(
                 f"{path}: source table {name!r}: needs 'file'; unknown options {sorted(unknown)}"
             )
@@ -277,7 +333,9 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
             entity=entity,
             source_table=spec["from"],
             columns=columns,
-            where=spec.get("where"),
+            where=None
+            if spec.get("where") is None
+            else one_expression(f"{where}.where", str(spec["where"]), "select 1 from source where {}"),
             # Entries read like columns: a name is a source column (quoted, spaces and all), {sql: ...} an
             # expression.
             group_by=tuple(_column_expression(f"{where}.group_by", g) for g in spec.get("group_by") or ()),

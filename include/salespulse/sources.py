@@ -44,7 +44,7 @@ from salespulse.config import SOURCE_KINDS, Settings, sqlalchemy_url_from_airflo
 from salespulse.errors import ConfigurationError, EntityNotProvided, PermanentError
 from salespulse.mapping import load_mapping
 from salespulse.model import Entity
-from salespulse.warehouse import check_identifier, sql_literal
+from salespulse.warehouse import check_identifier, quote_identifier, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,17 @@ def normalize_header(name: str) -> str:
     cleaned = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", cleaned)  # camelCase, as JSON APIs write it
     cleaned = re.sub(r"[^0-9a-zA-Z]+", "_", cleaned).strip("_")
     return cleaned.lower()
+
+
+def header_renames(headers: list[str]) -> dict[str, str]:
+    """Each file header and the name it is loaded under (:func:`normalize_header`); a header with nothing
+    left after normalising (``"!!!"``) becomes ``column_<position>``."""
+    return {h: normalize_header(h) or f"column_{i + 1}" for i, h in enumerate(headers)}
+
+
+def rename_projection(renames: Mapping[str, str]) -> str:
+    """``"<header>" as "<name>", ...``: both quoted, whatever the file's headers contain."""
+    return ", ".join(f"{quote_identifier(h)} as {quote_identifier(n)}" for h, n in renames.items())
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -148,10 +159,10 @@ class FileSource:
         con = duckdb.connect()
         try:
             reader_sql = self._reader(files)
-            renames = {c: normalize_header(c) for c in con.sql(f"select * from {reader_sql}").columns}
+            renames = header_renames(con.sql(f"select * from {reader_sql}").columns)
             if "updated_at" not in renames.values():
                 return 0
-            projection = ", ".join(f'"{c}" as "{n}"' for c, n in renames.items())
+            projection = rename_projection(renames)
             condition, params = window.before_condition()
             sql = f"select count(*) from (select {projection} from {reader_sql}) where {condition}"
             counted = con.execute(sql, params).fetchone()
@@ -165,8 +176,8 @@ class FileSource:
         try:
             reader_sql = self._reader(files)
             relation = con.sql(f"select * from {reader_sql}")
-            renames = {c: normalize_header(c) for c in relation.columns}
-            projection = ", ".join(f'"{c}" as "{n}"' for c, n in renames.items())
+            renames = header_renames(relation.columns)
+            projection = rename_projection(renames)
             condition, params = window.sql_condition() if "updated_at" in renames.values() else ("true", [])
             batches = con.sql(
                 f"select * from (select {projection} from {reader_sql}) where {condition}",

@@ -93,6 +93,15 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def quote_identifier(name: str) -> str:
+    """Any name (a CSV header, an API field, a mapping's column) as a quoted SQL identifier, quotes
+    doubled, so a header such as ``a" , (select ...) as "b`` is a column name like any other. The one
+    helper for names that come from data; names of our own are checked by :func:`check_identifier`."""
+    if not name or "\x00" in name:
+        raise ValueError(f"a column name must be non-empty text without NUL characters, got {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sql_literal(value: Any) -> str:
     """A SQL literal for the few statements that take no bound parameters (DuckDB table functions, COMMENT,
     macros). Strings are quoted with their single quotes doubled."""
