@@ -154,11 +154,29 @@ def _as_text(raw: pd.Series) -> pd.Series:
     return text
 
 
+# Numbers past this are no amount, quantity or rate a CRM holds: a 23-digit quantity or 1e308 price is
+# quarantined (``range_<column>``) instead of overflowing a sum or an integer column.
+NUMBER_LIMIT = 1e15
+
+
 def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.Series]:
     """Cast columns to the model's types. A value that will not cast becomes null in the typed frame,
-    and its row is marked with the reason, so it is quarantined rather than silently dropped."""
+    and its row is marked with the reason, so it is quarantined rather than silently dropped:
+
+    - ``type_<column>``: not a value of the column's type. Dates and times are read as ISO 8601 only
+      (``2026-04-03``, ``2026-04-03 10:30``, ``...T10:30:00Z``, ``...+02:00``), never guessed: ``03.04.2026``
+      is quarantined unless a mapping declares its format. A time with a zone is converted to UTC; one
+      without is taken as UTC.
+    - ``finite_<column>``: ``inf``, ``-inf`` or ``Infinity``; ``range_<column>``: beyond ±1e15.
+    - Ids (the entity's key and every ``*_id`` column) lose surrounding whitespace: ``" C0000028 "`` is
+      ``C0000028``, not a second customer; an id that is only whitespace is missing.
+    """
     typed = pd.DataFrame(index=frame.index)
     problems = pd.Series("", index=frame.index, dtype=object)
+
+    def mark(bad: pd.Series, rule: str) -> pd.Series:
+        return problems.where(~bad, problems + np.where(problems == "", "", ";") + rule)
+
     for column in entity.columns:
         if column.name not in frame:
             typed[column.name] = pd.Series(None, index=frame.index, dtype=object)
@@ -166,20 +184,39 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
         raw = frame[column.name]
         if column.kind == "string":
             values: pd.Series = _as_text(raw)
+            if column.name in entity.key or column.name.endswith("_id"):
+                stripped = values.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
+                values = stripped.astype(object).where(stripped.notna(), None)
+                raw = raw.where(values.notna(), None)  # whitespace alone is a missing id, not a bad one
         elif column.kind in ("date", "timestamp"):
-            values = pd.to_datetime(raw, errors="coerce", format="mixed").astype("datetime64[us]")
-        elif column.kind == "int":
-            numbers = pd.to_numeric(raw, errors="coerce")
-            whole = numbers.isna() | (numbers == np.floor(numbers))
-            values = numbers.where(whole).astype("Int64")
-        elif column.kind == "float":
-            values = pd.to_numeric(raw, errors="coerce").astype("float64")
+            values = _timestamps(raw)
+        elif column.kind in ("int", "float"):
+            numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+            infinite = np.isinf(numbers)
+            huge = ~infinite & (numbers.abs() >= NUMBER_LIMIT)
+            problems = mark(infinite, f"finite_{column.name}")
+            problems = mark(huge, f"range_{column.name}")
+            numbers = numbers.where(~(infinite | huge))
+            if column.kind == "int":
+                whole = numbers.isna() | (numbers == np.floor(numbers))
+                values = numbers.where(whole).astype("Int64")
+            else:
+                values = numbers
+            raw = raw.where(~(infinite | huge), None)  # already marked with the sharper rule
         else:
             values = raw.map({True: True, False: False, "true": True, "false": False}).astype("boolean")
-        bad = raw.notna() & values.isna()
-        problems = problems.where(~bad, problems + np.where(problems == "", "", ";") + f"type_{column.name}")
+        problems = mark(raw.notna() & values.isna(), f"type_{column.name}")
         typed[column.name] = values
     return typed, problems
+
+
+def _timestamps(raw: pd.Series) -> pd.Series:
+    """ISO 8601 text, datetimes or dates as naive UTC timestamps; anything else NaT (quarantined)."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw):
+        parsed = pd.to_datetime(raw, utc=True)
+    else:
+        parsed = pd.to_datetime(raw.astype(object), errors="coerce", format="ISO8601", utc=True)
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
 
 def gate_inputs(
@@ -248,9 +285,11 @@ def gate_inputs(
 def deduplicate(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, int]:
     """Keep the latest version of each business key (by updated_at).
 
-    Rows without a key are kept, so that the gate quarantines them by name."""
+    Rows without a key are kept, so that the gate quarantines them by name. A version whose updated_at
+    cannot be read counts as the latest: it is kept and quarantined (``type_updated_at``), so an older
+    version never silently takes the place of a newer one, and core keeps its last good state."""
     keyed = frame[list(entity.key)].notna().all(axis=1)
-    with_key = frame[keyed].sort_values(entity.updated_at, kind="stable", na_position="first")
+    with_key = frame[keyed].sort_values(entity.updated_at, kind="stable", na_position="last")
     latest = with_key[~with_key.duplicated(list(entity.key), keep="last")]
     kept = pd.concat([latest, frame[~keyed]]).sort_index()
     return kept, len(frame) - len(kept)
