@@ -23,7 +23,7 @@ from salespulse.generator import CrmDataset, generate_crm
 from salespulse.ingest import LoadResult, ingest_from_source
 from salespulse.model import get_entity, load_order
 from salespulse.schema import create_schema
-from salespulse.sources import FileSource
+from salespulse.sources import FileSource, UnreadableFile
 from salespulse.warehouse import get_engine, read_frame
 
 AS_OF = date(2026, 11, 1)
@@ -183,4 +183,34 @@ def _run(crm: CrmDataset, kind: Kind, fmt: str, tmp_path: Path, url: str) -> Non
     except AssertionError:
         OUTCOMES["silent"] += 1
         raise
+    OUTCOMES["handled"] += 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt", "message"),
+    [
+        ("GB18030 text", "csv", r"customers\.csv: not utf-8 text \(byte \d+"),
+        ("truncated gzip", "csv.gz", r"customers\.csv\.gz: the gzip file is truncated or corrupt"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_an_error_naming_it(
+    crm: CrmDataset, kind: str, fmt: str, message: str, tmp_path: Path, duckdb_url: str
+) -> None:
+    folder = tmp_path / "exports"
+    _write(crm["customers"], folder, "customers", fmt)
+    path = folder / f"customers.{fmt}"
+    if kind == "GB18030 text":
+        path.write_bytes(path.read_text(encoding="utf-8").encode("gb18030"))
+    else:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    try:
+        with pytest.raises(UnreadableFile, match=message):
+            ingest_from_source(engine, FileSource(folder, prefer="csv"), "customers", AS_OF, "bad-input")
+    except AssertionError:
+        OUTCOMES["unclear"] += 1
+        raise
+    finally:
+        engine.dispose()
     OUTCOMES["handled"] += 1

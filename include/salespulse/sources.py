@@ -195,12 +195,24 @@ class FileSource:
             con.close()
 
 
+class UnreadableFile(PermanentError, SourceError):
+    """A file that no retry will read: not text in the expected encoding, or a broken gzip stream."""
+
+
 def _sniff_delimiter(path: Path, encoding: str) -> str:
     import gzip
+    import zlib
 
     opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding=encoding, newline="") as handle:
-        sample = handle.read(64 * 1024)
+    try:
+        with opener(path, "rt", encoding=encoding, newline="") as handle:
+            sample = handle.read(64 * 1024)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(
+            f"{path}: not {encoding} text (byte {exc.start}: {exc.reason}); export the file as UTF-8"
+        ) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise UnreadableFile(f"{path}: the gzip file is truncated or corrupt ({exc})") from exc
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
