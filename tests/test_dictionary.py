@@ -123,6 +123,9 @@ def test_a_read_only_role_reads_reporting_and_nothing_else(postgres_url: str, sm
             "drop view reporting.variance",
             "insert into core.dim_customer (customer_id) values ('x')",
             "truncate raw.customers",
+            # PostgreSQL's default TEMP privilege, revoked from PUBLIC at set-up.
+            "create temporary table mine (x int)",
+            "create function pg_temp.mine() returns int as 'select 1' language sql",
         ]
         for statement in refused:
             with bi.connect() as conn, pytest.raises(DBAPIError, match="permission denied|must be owner"):

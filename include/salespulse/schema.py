@@ -77,4 +77,20 @@ def grant_reporting_reader(engine: Engine, role: str) -> bool:
     except DBAPIError as exc:
         log.warning("could not set up the read-only reporting role %r: %s", role, exc.orig)
         return False
+    _no_temporary_tables_for_public(engine)
     return True
+
+
+def _no_temporary_tables_for_public(engine: Engine) -> None:
+    """PostgreSQL lets every role (PUBLIC) create temporary tables and functions in a database. In the
+    warehouse only the pipeline's own user keeps that right (its reads use a temporary table), so a BI role
+    can create nothing at all. Needs the database's owner; otherwise a warning says what to run."""
+    try:
+        with engine.begin() as conn:
+            run_sql_file(conn, "reporting/revoke_temporary.sql")
+    except DBAPIError as exc:
+        log.warning(
+            "could not revoke TEMPORARY on the warehouse database from PUBLIC (the database owner can: "
+            "include/sql/reporting/revoke_temporary.sql): %s",
+            exc.orig,
+        )
