@@ -63,7 +63,7 @@ _SCHEME_TO_SQLALCHEMY = {
 
 
 def sqlalchemy_url_from_airflow_uri(uri: str) -> str:
-    """Turn an Airflow connection URI (``postgres://u:p@h:5432/db``) into a SQLAlchemy URL."""
+    """Turn an Airflow connection URI (``postgres://user:pw@host:5432/db``) into a SQLAlchemy URL."""
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+")[0]
     if "+" in parts.scheme:
