@@ -146,3 +146,35 @@ def test_a_table_name_with_a_quote_says_what_a_name_may_hold(tmp_path: Path) -> 
     path.write_text(path.read_text().replace("    lines: {file", '    li"nes: {file'), encoding="utf-8")
     with pytest.raises(MappingError, match="a name is letters, digits and _ only"):
         load_mapping(path)
+
+
+def test_validation_results_and_data_docs_carry_no_personal_data(tmp_path: Path, duckdb_url: str) -> None:
+    """A malformed email, a malformed phone and two customers sharing an email fail their checks (warnings:
+    the rows load), but neither the stored validation results nor the Data Docs HTML the alerts link to
+    hold the values."""
+    customers = generate_crm(n_customers=10, seed=2, defect_rate=0)["customers"].astype({"phone": object})
+    malformed, phone, shared = "zhang.wei.at.example", "+86 !!! 1388 0000 999", "li.na@example.cn"
+    customers.loc[0, "email"] = malformed
+    customers.loc[1, "phone"] = phone
+    customers.loc[[2, 3], "email"] = shared
+    (tmp_path / "exports").mkdir()
+    customers.to_csv(tmp_path / "exports" / "customers.csv", index=False)
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    docs = tmp_path / "gx"
+    result = ingest_from_source(
+        engine, FileSource(tmp_path / "exports", prefer="csv"), "customers", AS_OF, "r1", docs_root=docs
+    )
+    results = read_frame(engine, "select * from quality.validation_results").astype(str)
+    failed = set(results.loc[results["success"].str.lower() == "false", "rule_name"])
+    engine.dispose()
+
+    assert {"email_format", "phone_format", "likely_duplicate_by_email"} <= failed
+    assert result.rows_loaded == 10
+    secrets = (malformed, phone, shared, "1388")
+    for value in secrets:
+        assert not results.apply(lambda column, v=value: column.str.contains(v, regex=False)).any().any()
+    pages = [p for p in docs.rglob("*") if p.is_file() and p.suffix in {".html", ".json"}]
+    assert len(pages) > 3
+    leaking = {str(p.relative_to(docs)) for p in pages for v in secrets if v in p.read_text(errors="replace")}
+    assert leaking == set()

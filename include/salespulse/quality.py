@@ -174,7 +174,14 @@ def _run_suite(
     entity: str, suite: Any, batch_frame: pd.DataFrame, parameters: dict[str, Any], docs_root: Path | None
 ) -> tuple[Any, str | None]:
     """Validate; with a docs folder, through a checkpoint that stores the result and updates Data Docs."""
-    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]}
+    # Every failing row's id (to quarantine it), never its values: validation results, Data Docs and the
+    # alerts linking to them must not carry emails, phones or names in clear.
+    result_format = {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [ROW_ID],
+        "exclude_unexpected_values": True,
+        "return_unexpected_index_query": False,
+    }
     if docs_root is None:
         definition = _batch_definition(_ephemeral_context(), entity)
         batch = definition.get_batch(batch_parameters={"dataframe": batch_frame})
@@ -302,7 +309,9 @@ def validate_batch(
         bad_rows = bool(result.get("unexpected_count")) and row_level
         if severity == "critical" and bad_rows:
             for failing in result["unexpected_index_list"]:
-                rules_by_row.setdefault(int(failing[ROW_ID]), []).append(rule)
+                ids = failing[ROW_ID]
+                for row_id in ids if isinstance(ids, list | tuple) else [ids]:
+                    rules_by_row.setdefault(int(row_id), []).append(rule)
         if item.success and not (severity == "critical" and bad_rows):
             continue
         if severity != "critical":
