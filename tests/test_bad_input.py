@@ -214,3 +214,21 @@ def test_a_file_that_cannot_be_read_is_an_error_naming_it(
     finally:
         engine.dispose()
     OUTCOMES["handled"] += 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_row_dated_in_2099_is_counted_and_warned_about_not_skipped_in_silence(
+    crm: CrmDataset, fmt: str, tmp_path: Path, duckdb_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    customers = crm["customers"].head(8).copy()
+    customers.loc[customers.index[0], "updated_at"] = pd.Timestamp("2099-01-01 09:00")
+    _write(customers, tmp_path / "exports", "customers", fmt)
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    source = FileSource(tmp_path / "exports", prefer="parquet" if fmt == "parquet" else "csv")
+    result = ingest_from_source(engine, source, "customers", AS_OF, "bad-input")
+    core = read_frame(engine, "select customer_id from core.dim_customer")
+    engine.dispose()
+    assert result.rows_in_future == 1 and result.rows_read == 7 and len(core) == 7
+    assert "1 source rows are dated after" in caplog.text
+    OUTCOMES["handled"] += 1

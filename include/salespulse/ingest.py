@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -79,6 +80,9 @@ class LoadResult:
     # An incremental batch that read nothing while the source holds rows older than the watermark (a file
     # that arrived late, an older year's export): how many, so they are reported, not skipped in silence.
     rows_before_watermark: int = 0
+    # Rows of the source dated more than a day after the load ran (a wrong clock, a typo such as 2099): no
+    # load reads them until that date, so they are counted and warned about every time.
+    rows_in_future: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +101,7 @@ class LoadResult:
             "source": self.source,
             "provided": self.provided,
             "rows_before_watermark": self.rows_before_watermark,
+            "rows_in_future": self.rows_in_future,
         }
 
 
@@ -541,9 +546,11 @@ def ingest_from_source(
         with engine.connect() as conn:
             watermark = previous_watermark(conn, entity, as_of)
     after = None if watermark is None else pd.Timestamp(watermark) - pd.Timedelta(lookback)
-    window = Window(until=pd.Timestamp(as_of), after=after)
+    future = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=2)
+    window = Window(until=pd.Timestamp(as_of), after=after, future=max(future, pd.Timestamp(as_of)))
     started = time.perf_counter()
-    chunks = iter(source.extract(entity, window))
+    set_aside = FutureRows(entity, window.future)
+    chunks = set_aside.filter(iter(source.extract(entity, window)))
     held: list[pd.DataFrame] = []
     rows = 0
     description = source.description
@@ -567,7 +574,9 @@ def ingest_from_source(
             frame = pd.concat(held, ignore_index=True)
         info = BatchInfo(watermark is None, watermark, time.perf_counter() - started)
         log.info("%s: read %d rows from %s in %s", entity.name, len(frame), description, window)
-        result = load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
+        result = set_aside.report(
+            load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
+        )
         counter = getattr(source, "count_before", None)
         if (
             frame.empty
@@ -611,18 +620,48 @@ def ingest_from_source(
                 load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
             )
             del frame
-    return LoadResult(
-        entity=entity.name,
-        batch_id=f"{batch_id_for(entity.name, as_of)}#1-{len(results)}",
-        rows_read=sum(r.rows_read for r in results),
-        rows_duplicate=sum(r.rows_duplicate for r in results),
-        rows_quarantined=sum(r.rows_quarantined for r in results),
-        rows_loaded=sum(r.rows_loaded for r in results),
-        failures=tuple(f for r in results for f in r.failures),
-        data_docs=results[-1].data_docs,
-        watermark_before=watermark,
-        watermark_after=results[-1].watermark_after,
-        extra_columns=tuple(dict.fromkeys(c for r in results for c in r.extra_columns)),
-        new_columns=tuple(dict.fromkeys(c for r in results for c in r.new_columns)),
-        source=description,
+    return set_aside.report(
+        LoadResult(
+            entity=entity.name,
+            batch_id=f"{batch_id_for(entity.name, as_of)}#1-{len(results)}",
+            rows_read=sum(r.rows_read for r in results),
+            rows_duplicate=sum(r.rows_duplicate for r in results),
+            rows_quarantined=sum(r.rows_quarantined for r in results),
+            rows_loaded=sum(r.rows_loaded for r in results),
+            failures=tuple(f for r in results for f in r.failures),
+            data_docs=results[-1].data_docs,
+            watermark_before=watermark,
+            watermark_after=results[-1].watermark_after,
+            extra_columns=tuple(dict.fromkeys(c for r in results for c in r.extra_columns)),
+            new_columns=tuple(dict.fromkeys(c for r in results for c in r.new_columns)),
+            source=description,
+        )
     )
+
+
+class FutureRows:
+    """Sets aside, and counts, the extract's rows dated after ``cutoff`` (the window reads them for this):
+    they are not loaded, and the load's result and log say how many there are."""
+
+    def __init__(self, entity: Entity, cutoff: pd.Timestamp | None) -> None:
+        self.entity, self.cutoff, self.count = entity, cutoff, 0
+
+    def filter(self, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for chunk in chunks:
+            column = self.entity.updated_at
+            if self.cutoff is not None and column in chunk and len(chunk):
+                future = (_timestamps(chunk[column]) >= self.cutoff).to_numpy()
+                if future.any():
+                    self.count += int(future.sum())
+                    chunk = chunk[~future]
+            yield chunk
+
+    def report(self, result: LoadResult) -> LoadResult:
+        if not self.count:
+            return result
+        log.warning(
+            "%s: %d source rows are dated after %s (a wrong clock or a typo?); they were not loaded and "
+            "will not be until that date",
+            self.entity.name, self.count, self.cutoff,
+        )  # fmt: skip
+        return replace(result, rows_in_future=self.count)

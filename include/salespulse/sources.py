@@ -57,6 +57,9 @@ class Window:
 
     until: pd.Timestamp
     after: pd.Timestamp | None = None
+    # Rows dated at or after this (a day past the load's wall clock) are read too, to be counted and set
+    # aside by the loader: a row dated 2099 must not sit unseen in the source until 2099.
+    future: pd.Timestamp | None = None
 
     def sql_condition(self, column: str = "updated_at", placeholder: str = "?") -> tuple[str, list[Any]]:
         """A condition for DuckDB over a column that may still be text; unreadable values pass."""
@@ -66,7 +69,11 @@ class Window:
         if self.after is not None:
             condition += f" and {value} >= {placeholder}"
             params.append(self.after.to_pydatetime())
-        return condition + "))", params
+        condition += ")"
+        if self.future is not None:
+            condition += f" or {value} >= {placeholder}"
+            params.append(self.future.to_pydatetime())
+        return condition + ")", params
 
     def before_condition(self, column: str = "updated_at") -> tuple[str, list[Any]]:
         """Rows older than the window's start: loaded by an earlier batch, or a file that arrived late."""

@@ -39,4 +39,10 @@ def ingest_entity(
                 "watermark and were not loaded: run a full refresh to load them"
             )
             record_step(engine, run_id, f"ingest_{entity_name}", as_of, 0, detail, started)
+        if result.rows_in_future:
+            detail = (
+                f"{result.rows_in_future} rows in {result.source} are dated after the day after this load "
+                "and were not loaded (a wrong clock or a typo in updated_at?)"
+            )
+            record_step(engine, run_id, f"ingest_{entity_name}:future", as_of, 0, detail, started)
     return result
