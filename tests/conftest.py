@@ -97,3 +97,10 @@ def small_exports(small_crm: CrmDataset, tmp_path_factory: pytest.TempPathFactor
     folder = tmp_path_factory.mktemp("exports")
     small_crm.write_exports(folder)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The bad-input suite's tally, when it ran: kinds tried, handled, silent, unclear."""
+    module = sys.modules.get("tests.test_bad_input")
+    if module is not None and sum(module.OUTCOMES.values()):
+        terminalreporter.write_line(module.summary_line())
