@@ -1,4 +1,5 @@
-"""Bad input, kind by kind, through the file source in each format it reads (CSV, gzipped CSV, Parquet):
+"""Bad input, kind by kind, through the file source in each format it reads (CSV, gzipped CSV, Parquet) and
+through a mapping file over the CSV:
 each kind either loads as it should or is quarantined by a named rule with its original text kept, and
 every batch keeps ``rows_read = loaded + quarantined + duplicates``. Nothing is silently wrong.
 The session's closing line says how many kinds were tried and how each ended (silent and unclear: 0).
@@ -18,13 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from salespulse.generator import CrmDataset, generate_crm
 from salespulse.ingest import LoadResult, ingest_from_source
 from salespulse.model import get_entity, load_order
 from salespulse.quality import DataQualityError
 from salespulse.schema import create_schema
-from salespulse.sources import FileSource, UnreadableFile
+from salespulse.sources import FileSource, MappedSource, UnreadableFile
 from salespulse.warehouse import get_engine, read_frame
 
 AS_OF = date(2026, 11, 1)
@@ -40,7 +42,7 @@ class Kind:
     check: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None  # (core, quarantine) when it loads
     warn: bool = False  # the rule is a warning: the row loads and the failed check is recorded
     stops: bool = False  # a batch-level rule: the whole load stops with a DataQualityError naming it
-    formats: tuple[str, ...] = ("csv", "csv.gz", "parquet")
+    formats: tuple[str, ...] = ("csv", "csv.gz", "parquet", "mapping")
 
     def __str__(self) -> str:
         return self.name
@@ -218,18 +220,37 @@ def summary_line() -> str:
     )
 
 
+def _identity_mapping(folder: Path, columns: dict[str, list[str]]) -> Path:
+    """A mapping file over the entities' CSV files, each model column from the header of its name: the
+    mapping source (DuckDB reading the CSV, numbers detected) in front of the same loader."""
+    document = {
+        "version": 1,
+        "source": {"path": ".", "tables": {name: {"file": f"{name}.csv"} for name in columns}},
+        "entities": {name: {"from": name, "columns": {c: c for c in cols}} for name, cols in columns.items()},
+    }
+    path = folder / "mapping.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 def _load(crm: CrmDataset, kind: Kind, fmt: str, folder: Path, url: str) -> tuple[LoadResult, object]:
     engine = get_engine(url)
     create_schema(engine)
     order = [e.name for e in load_order()]
+    columns: dict[str, list[str]] = {}
     for name in order[: order.index(kind.entity) + 1]:
         frame = crm[name]
         if name == kind.entity:
             # Eight records, each in its latest version, so the changed row is the one that counts.
             latest = frame.sort_values("updated_at").drop_duplicates(list(get_entity(name).key), keep="last")
             frame = kind.change(latest.sort_index().head(8).copy())
-        _write(frame, folder / "exports", name, fmt)
-    source = FileSource(folder / "exports", prefer="parquet" if fmt == "parquet" else "csv")
+        _write(frame, folder / "exports", name, "csv" if fmt == "mapping" else fmt)
+        columns[name] = list(frame.columns)
+    source: FileSource | MappedSource
+    if fmt == "mapping":
+        source = MappedSource(_identity_mapping(folder / "exports", columns))
+    else:
+        source = FileSource(folder / "exports", prefer="parquet" if fmt == "parquet" else "csv")
     result = None
     for name in order[: order.index(kind.entity) + 1]:
         result = ingest_from_source(engine, source, name, AS_OF, "bad-input")
