@@ -238,3 +238,53 @@ def test_a_float_id_from_a_csv_keeps_its_integer_text_in_the_warehouse(tmp_path:
     ids = read_frame(engine, "select customer_id from core.dim_customer order by 1")["customer_id"].tolist()
     engine.dispose()
     assert ids == ["13047", "17850"]
+
+
+DOUBLED = """Invoice;Item;Qty;Price;Day
+1;A;2;5.0;2026-10-01 09:00
+1;A;2;5.0;2026-10-01 09:00
+1;A;2;5.0;2026-10-01 09:00
+1;B;1;3.0;2026-10-01 09:00
+2;A;2;5.0;2026-10-02 10:00
+"""
+
+
+DOUBLED_MAPPING = """
+version: 1
+source: {path: ., tables: {lines: {file: lines.csv, delimiter: ";"}}}
+entities:
+  order_lines:
+    from: lines
+    synthetic: [line_number]
+    columns:
+      order_id: Invoice
+      line_number: {sql: "row_number() over ()"}
+      product_id: Item
+      quantity: Qty
+      unit_price: Price
+      updated_at: Day
+"""
+
+
+def test_a_line_exported_twice_is_quarantined_as_an_exact_duplicate(tmp_path: Path, warehouse_url: str):
+    """With a made-up line number, lines equal in everything else are copies: the first loads, the
+    copies are held as exact_duplicate and counted; the same line on another invoice is no copy."""
+    (tmp_path / "lines.csv").write_text(DOUBLED, encoding="utf-8")
+    (tmp_path / "m.yaml").write_text(DOUBLED_MAPPING, encoding="utf-8")
+    rows = pd.concat(load_mapping(tmp_path / "m.yaml").iter_entity("order_lines"))
+    assert sorted(rows["_copy"].tolist()) == [1, 1, 1, 2, 3]
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    result = ingest_from_source(engine, MappedSource(tmp_path / "m.yaml"), "order_lines", AS_OF, "r1")
+    held = read_frame(engine, "select failed_rules from quality.quarantine")["failed_rules"]
+    engine.dispose()
+    assert result.rows_read == 5 and result.rows_read == result.rows_loaded + result.rows_quarantined
+    assert held.str.contains("exact_duplicate").sum() == 2
+
+
+def test_synthetic_names_mapped_columns(tmp_path: Path) -> None:
+    (tmp_path / "lines.csv").write_text(DOUBLED, encoding="utf-8")
+    bad = DOUBLED_MAPPING.replace("synthetic: [line_number]", "synthetic: [nothing]")
+    (tmp_path / "m.yaml").write_text(bad, encoding="utf-8")
+    with pytest.raises(MappingError, match=r"order_lines\.synthetic: a list of some of the entity's mapped"):
+        load_mapping(tmp_path / "m.yaml")

@@ -90,12 +90,19 @@ def test_loads_through_the_gate_and_reconciles_with_the_source(source: pd.DataFr
     assert orders_held.str.contains("order_status_known").sum() == 3  # the "A" bad-debt adjustments
     assert results["orders"].rows_quarantined == no_customer
 
+    # A line exported twice counts once: the copies are quarantined by name, and counted.
+    same = ["InvoiceNo", "StockCode", "Quantity", "UnitPrice", "InvoiceDate"]
+    copies = int(source.duplicated(same).sum())
+    lines_held = rules[rules.entity == "order_lines"].failed_rules
+    assert copies > 5_000 and lines_held.str.contains("exact_duplicate").sum() == copies
+
     # Completed revenue in the warehouse equals the source's, computed straight from the invoice lines.
-    sales = source[
-        source["CustomerID"].notna()
-        & ~source["InvoiceNo"].str[0].isin(["C", "A"])
-        & (source["Quantity"] >= 1)
-        & (source["UnitPrice"] >= 0)
+    unique = source.drop_duplicates(same)
+    sales = unique[
+        unique["CustomerID"].notna()
+        & ~unique["InvoiceNo"].str[0].isin(["C", "A"])
+        & (unique["Quantity"] >= 1)
+        & (unique["UnitPrice"] >= 0)
     ]
     expected = float((sales["Quantity"] * sales["UnitPrice"]).sum())
     actual = read_frame(

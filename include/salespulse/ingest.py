@@ -31,6 +31,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from salespulse.errors import EntityNotProvided, PermanentError
+from salespulse.mapping import COPY_COLUMN
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
 from salespulse.slices import Spill
@@ -363,9 +364,17 @@ def load_entity(
     batch = batch or BatchInfo()
     started = datetime.now()
     batch_id = batch.batch_id(entity.name, as_of)
-    source_frame, extra_columns = conform_source_columns(source_frame.reset_index(drop=True), entity)
+    source_frame = source_frame.reset_index(drop=True)
+    copies = source_frame.pop(COPY_COLUMN) if COPY_COLUMN in source_frame else None
+    source_frame, extra_columns = conform_source_columns(source_frame, entity)
     rows_read = len(source_frame)
     typed, type_problems = coerce_types(source_frame, entity)
+    if copies is not None:
+        # A row equal in everything but a made-up key to one before it (mapping.COPY_COLUMN).
+        again = pd.to_numeric(copies, errors="coerce").fillna(1).to_numpy() > 1
+        type_problems = type_problems.where(
+            ~again, type_problems + np.where(type_problems == "", "", ";") + "exact_duplicate"
+        )
     if "_extra" in source_frame:
         typed["_extra"] = source_frame["_extra"]
     # The newest update read, never past the as-of date: a row the source's filter let through as

@@ -55,7 +55,10 @@ from salespulse.warehouse import quote_identifier, sql_literal
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE_OPTIONS = {"file", "delimiter", "header", "encoding", "file_row_number", "format", "types"}
-_ENTITY_OPTIONS = {"from", "where", "group_by", "columns"}
+_ENTITY_OPTIONS = {"from", "where", "group_by", "columns", "synthetic"}
+# The column each mapped row carries, when the entity names synthetic columns: 1 for the first of rows that
+# are otherwise identical, 2, 3, ... for the copies, which the loader quarantines as exact_duplicate.
+COPY_COLUMN = "_copy"
 _ISO_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -117,6 +120,9 @@ class EntityMapping:
     columns: dict[str, str]  # model column -> SQL expression
     where: str | None = None
     group_by: tuple[str, ...] = ()
+    # Columns the mapping makes up (a line number from the row's position): rows equal in every other
+    # column are exact duplicates, numbered by COPY_COLUMN.
+    synthetic: tuple[str, ...] = ()
 
     def select_sql(self, reader: str) -> str:
         expressions = ",\n    ".join(
@@ -170,7 +176,13 @@ class SourceMapping:
 
     def entity_sql(self, entity_name: str) -> str:
         mapping = self.entities[entity_name]
-        return mapping.select_sql(self.tables[mapping.source_table].reader(self.folder))
+        sql = mapping.select_sql(self.tables[mapping.source_table].reader(self.folder))
+        if not mapping.synthetic:
+            return sql
+        same = ", ".join(quote_identifier(c) for c in mapping.columns if c not in mapping.synthetic)
+        order = ", ".join(quote_identifier(c) for c in mapping.synthetic)
+        copy = f"row_number() over (partition by {same} order by {order}) as {COPY_COLUMN}"
+        return f"select *, {copy} from ({sql}) as numbered"
 
     def iter_entity(
         self,
@@ -261,6 +273,12 @@ def _expression(where: str, spec: Any) -> str:
     return expression
 
 
+def _synthetic(where: str, names: Any, columns: Mapping[str, str]) -> tuple[str, ...]:
+    if isinstance(names, str) or not all(name in columns for name in names) or len(names) >= len(columns):
+        raise MappingError(f"{where}.synthetic: a list of some of the entity's mapped columns, got {names!r}")
+    return tuple(names)
+
+
 def _lookup_expression(where: str, spec: dict[str, Any], lookups: Mapping[str, Any]) -> str:
     name = spec["lookup"]
     if name not in lookups:
@@ -339,6 +357,7 @@ def load_mapping(path: Path | str, source_dir: Path | str | None = None) -> Sour
             # Entries read like columns: a name is a source column (quoted, spaces and all), {sql: ...} an
             # expression.
             group_by=tuple(_column_expression(f"{where}.group_by", g) for g in spec.get("group_by") or ()),
+            synthetic=_synthetic(where, spec.get("synthetic") or (), columns),
         )
     return SourceMapping(
         path=path,
