@@ -126,6 +126,16 @@ class BatchInfo:
         return self.part == self.parts
 
 
+def _one_writer_per_entity(conn: Connection, entity: Entity) -> None:
+    """PostgreSQL: loads of one entity write one at a time (a transaction-scoped advisory lock), so two
+    ingests of the same date at once (a backfill overlapping a re-run) both succeed, one after the other,
+    instead of one failing on the other's new keys. DuckDB takes one writing process anyway."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("select pg_advisory_xact_lock(hashtext(:name))"), {"name": f"salespulse:{entity.name}"}
+        )
+
+
 def batch_id_for(entity: str, as_of: date) -> str:
     """One batch per entity and as-of date: loading the same date again replaces it."""
     return f"{entity}@{as_of.isoformat()}"
@@ -408,6 +418,7 @@ def load_entity(
     if not gate.passed:
         # Keep the history of the failed validation, then stop: nothing of this batch reaches core.
         with engine.begin() as conn:
+            _one_writer_per_entity(conn, entity)
             _delete_batch(conn, entity, batch_id)
             bulk_insert(conn, "quality", "validation_results", history)
         raise DataQualityError(entity.name, gate.failures, rows_read=rows_read, data_docs=gate.data_docs)
@@ -417,6 +428,7 @@ def load_entity(
     quarantined = reasons != ""
 
     with engine.begin() as conn:
+        _one_writer_per_entity(conn, entity)
         _delete_batch(conn, entity, batch_id)
         bulk_insert(conn, "quality", "validation_results", history)
         loaded_at = datetime.now()
