@@ -342,14 +342,26 @@ def _new_columns(conn: Connection, entity: Entity, as_of: date, extra: tuple[str
     return tuple(c for c in extra if c not in seen)
 
 
-def _delete_batch(conn: Connection, entity: Entity, batch_id: str) -> None:
-    """Remove a batch before it is (re)loaded. The whole extract or its first part also removes every part
-    an earlier run of the same date left, so a re-run cut into fewer parts leaves no stale one behind."""
+def _delete_batch(conn: Connection, entity: Entity, as_of: date, batch: BatchInfo) -> None:
+    """Remove what an earlier run of the same date left of this batch, in the transaction that reloads it.
+
+    A whole extract removes the whole batch and every part of it. A part removes only itself, so a run
+    killed between parts leaves every core row's batch with its audit and raw rows (the parts not yet
+    re-run keep their earlier ones); the last part also removes what no part of this run replaces: the
+    whole batch of an earlier run loaded in one piece, or parts beyond this run's count."""
     raw_table = check_identifier(entity.name)
-    base = batch_id.split("#", 1)[0]
-    whole = batch_id == base or batch_id.endswith("#1")
-    condition = "({column} = :base or left({column}, :n) = :parts)" if whole else "{column} = :batch_id"
-    params = {"base": base, "parts": f"{base}#", "n": len(base) + 1, "batch_id": batch_id}
+    base = batch_id_for(entity.name, as_of)
+    params: dict[str, Any] = {"base": base, "parts": f"{base}#", "n": len(base) + 1}
+    params |= {"batch_id": batch.batch_id(entity.name, as_of), "count": batch.parts}
+    if not batch.part:
+        condition = "({column} = :base or left({column}, :n) = :parts)"
+    elif batch.last_part:
+        # (CASE, so the cast only sees this batch's part numbers.)
+        part = "case when left({column}, :n) = :parts then cast(substr({column}, :n + 1) as integer) end"
+        stale = f"({part} > :count)"
+        condition = f"({{column}} = :batch_id or {{column}} = :base or {stale})"
+    else:
+        condition = "{column} = :batch_id"
     clause = condition.format(column="_batch_id")
     conn.execute(text(f"delete from raw.{raw_table} where {clause}"), params)
     for table in ("quality.quarantine", "quality.validation_results", "audit.load_batches"):
@@ -419,7 +431,7 @@ def load_entity(
         # Keep the history of the failed validation, then stop: nothing of this batch reaches core.
         with engine.begin() as conn:
             _one_writer_per_entity(conn, entity)
-            _delete_batch(conn, entity, batch_id)
+            _delete_batch(conn, entity, as_of, batch)
             bulk_insert(conn, "quality", "validation_results", history)
         raise DataQualityError(entity.name, gate.failures, rows_read=rows_read, data_docs=gate.data_docs)
     reasons = gate.failed_rules.to_numpy(dtype=object)
@@ -429,7 +441,7 @@ def load_entity(
 
     with engine.begin() as conn:
         _one_writer_per_entity(conn, entity)
-        _delete_batch(conn, entity, batch_id)
+        _delete_batch(conn, entity, as_of, batch)
         bulk_insert(conn, "quality", "validation_results", history)
         loaded_at = datetime.now()
         landed = deduped.reset_index(drop=True).assign(
