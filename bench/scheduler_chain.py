@@ -20,8 +20,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import create_engine
-
 from salespulse.generator import generate_crm
 from salespulse.warehouse import get_engine, read_frame
 from salespulse_cli.local_airflow import CHAIN
@@ -81,16 +79,9 @@ def main() -> None:
     ):
         started = time.monotonic()
         topology = Topology.create(home, metadata_url, warehouse_url, settings, REDIS_URL)
-        metadata = create_engine(metadata_url)
-        try:
-            topology.start()
-            topology.unpause_when_parsed(CHAIN)
-            topology.timings["ready_s"] = time.monotonic() - started
+        with topology.running(CHAIN) as metadata:
             topology.backfill("ingest_crm", months[0], months[-1])
             runs = topology.wait_for_runs(metadata, CHAIN, len(months), timeout=600 * len(months))
-        finally:
-            topology.stop()
-            metadata.dispose()
         wall = time.monotonic() - started
         warehouse = get_engine(warehouse_url)
         landed = {name: int(read_frame(warehouse, sql)["n"].iloc[0]) for name, sql in LANDED.items()}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from salespulse.generator import CrmDataset, generate_crm
 from salespulse.warehouse import get_engine, read_frame
@@ -83,11 +83,7 @@ def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schedule
             "SALESPULSE_FORECAST_HORIZON": "3",
         }
         topology = Topology.create(home, metadata_url, warehouse_url, settings, REDIS_URL)
-        metadata = create_engine(metadata_url)
-        try:
-            topology.start()
-            topology.unpause_when_parsed(CHAIN)
-            topology.timings["ready_s"] = time.monotonic() - started
+        with topology.running(CHAIN) as metadata:
             chain_started = time.monotonic()
             topology.trigger("ingest_crm", {"as_of": TRIGGERED.isoformat()})
             topology.wait_for_runs(metadata, CHAIN, successes=1, timeout=900)
@@ -100,11 +96,7 @@ def scheduler_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schedule
                 text("select dag_id, run_id, task_id, map_index, state, queue, hostname from task_instance"),
                 metadata,
             )
-        finally:
-            killed = topology.stop()
-            metadata.dispose()
         topology.timings["wall_s"] = time.monotonic() - started
-        topology.timings["killed_after_sigterm"] = float(len(killed))
         print(f"\ncelery scheduler test timings: {topology.timings}")
         warehouse = get_engine(warehouse_url)
         yield SchedulerRun(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from salespulse.generator import generate_crm
 from salespulse.warehouse import get_engine, read_frame
@@ -41,20 +41,14 @@ def test_the_chain_runs_on_the_duckdb_file_under_the_local_executor(tmp_path: Pa
     }
     with fresh_postgres_database() as metadata_url:
         topology = Topology.create(tmp_path / "airflow", metadata_url, warehouse_url, settings)
-        metadata = create_engine(metadata_url)
         started = time.monotonic()
-        try:
-            topology.start()
-            topology.unpause_when_parsed(CHAIN)
+        with topology.running(CHAIN) as metadata:
             topology.trigger("ingest_crm", {"as_of": AS_OF.isoformat()})
             runs = topology.wait_for_runs(metadata, CHAIN, successes=1, timeout=900)
             tis = pd.read_sql(
                 text("select task_id, map_index, state, try_number, start_date, end_date from task_instance"),
                 metadata,
             )
-        finally:
-            topology.stop()
-            metadata.dispose()
         print(f"\nlocal executor test: {time.monotonic() - started:.0f} s")
 
     assert topology.env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and topology.alive() == []

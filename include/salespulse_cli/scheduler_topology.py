@@ -161,6 +161,21 @@ class Topology:
         self.wait_for("the API server", lambda: self.request("GET", "/api/v2/version"), timeout=240)
         self.timings["api_ready_s"] = time.monotonic() - started
 
+    @contextmanager
+    def running(self, dag_ids: tuple[str, ...]) -> Generator[Engine]:
+        """Start the components, unpause ``dag_ids`` once parsed, and yield an engine on Airflow's metadata
+        database; at the end, whatever happened, stop every component by its PID."""
+        started = time.monotonic()
+        metadata = create_engine(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        try:
+            self.start()
+            self.unpause_when_parsed(dag_ids)
+            self.timings["ready_s"] = time.monotonic() - started
+            yield metadata
+        finally:
+            self.timings["killed_after_sigterm"] = float(len(self.stop()))
+            metadata.dispose()
+
     def stop(self) -> list[str]:
         """SIGTERM each component's process group (its PID), SIGKILL what is left after 30 s; returns the
         components that had to be killed."""
