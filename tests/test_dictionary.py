@@ -20,7 +20,7 @@ from salespulse.dictionary import (
     render_markdown,
 )
 from salespulse.ingest import ingest_from_source
-from salespulse.schema import create_schema, grant_reporting_reader
+from salespulse.schema import create_schema, grant_pii_reader, grant_reporting_reader
 from salespulse.sources import FileSource
 from salespulse.warehouse import get_engine, read_frame
 
@@ -113,6 +113,7 @@ def test_a_read_only_role_reads_reporting_and_nothing_else(postgres_url: str, sm
             "select * from quality.quarantine",
             "select * from audit.load_batches",
             "select * from marts.customer_rfm",
+            "select * from reporting_pii.customers",  # personal data: the PII role only
             f"select * from public.probe_{suffix}",
             "insert into reporting.data_dictionary values ('x', 1, 'x', 'text', 'x')",
             "delete from reporting.data_dictionary",
@@ -143,3 +144,47 @@ def test_a_read_only_role_reads_reporting_and_nothing_else(postgres_url: str, sm
 
 def test_the_role_is_skipped_on_duckdb(duckdb_url: str) -> None:
     assert grant_reporting_reader(get_engine(duckdb_url), "salespulse_reader") is False
+
+
+def test_names_reach_only_the_pii_role_and_the_bi_role_sees_pseudonyms(postgres_url: str) -> None:
+    """A BI user with the reader role sees a pseudonym where the name was; one also granted the PII role
+    reads the names, Chinese included, by customer id, and nothing more than the reader may."""
+    owner = get_engine(postgres_url)
+    create_schema(owner)
+    suffix = uuid.uuid4().hex[:8]
+    reader, pii, analyst = f"sp_reader_{suffix}", f"sp_pii_{suffix}", f"sp_ops_{suffix}"
+    try:
+        assert grant_reporting_reader(owner, reader) and grant_pii_reader(owner, pii)
+        with owner.begin() as conn:
+            conn.execute(text(f"create role {analyst} login in role {reader}, {pii}"))
+            conn.execute(
+                text(
+                    "insert into core.dim_customer (customer_id, customer_name, country_code, region, "
+                    "signup_date, updated_at, _batch_id, _run_id, _loaded_at) values ('C1', :name, 'CN', "
+                    "'APAC', '2025-01-01', '2025-01-01', 'b', 'r', '2025-01-01')"
+                ),
+                {"name": "北京贸易有限公司"},
+            )
+            conn.execute(
+                text(
+                    "insert into marts.customer_rfm (snapshot_date, customer_id, recency_days, frequency, "
+                    "monetary, r_score, f_score, m_score, rfm_cell, rfm_segment, run_id, created_at) "
+                    "values ('2026-11-01', 'C1', 3, 2, 10.0, 5, 4, 3, '543', 'Champions', 'r', now())"
+                )
+            )
+        ops = create_engine(make_url(postgres_url).set(username=analyst, password=None))
+        with ops.connect() as conn:
+            shown = conn.execute(text("select customer_name from reporting.customer_segments")).scalar_one()
+            named = conn.execute(
+                text("select customer_name, pseudonym from reporting_pii.customers where customer_id = 'C1'")
+            ).one()
+        ops.dispose()
+        assert shown.startswith("Customer ") and "北京" not in shown
+        assert named == ("北京贸易有限公司", shown)
+    finally:
+        with owner.begin() as conn:
+            for role in (analyst, pii, reader):
+                if conn.execute(text("select 1 from pg_roles where rolname = :r"), {"r": role}).first():
+                    conn.execute(text(f"drop owned by {role}"))
+                    conn.execute(text(f"drop role {role}"))
+        owner.dispose()

@@ -359,11 +359,16 @@ def test_the_migration_matrix_adds_up_to_the_earlier_snapshot(chain: ChainRun) -
 
 
 @pytest.mark.airflow
-def test_chinese_names_survive_every_step_into_the_bi_view(chain: ChainRun) -> None:
-    """Chinese names survive every step into the BI view."""
+def test_chinese_names_survive_every_step_into_the_pii_view_and_bi_sees_pseudonyms(chain: ChainRun) -> None:
+    """Chinese names survive every step into reporting_pii.customers (the PII role's view); the segments
+    view BI reads shows each scored customer's pseudonym, the same one the PII view pairs with the name."""
     engine = chain.engine
-    names = read_frame(engine, "select customer_name from reporting.customer_segments")["customer_name"]
-    assert names.str.contains(r"[\u4e00-\u9fff]").any()
+    named = read_frame(engine, "select customer_id, customer_name, pseudonym from reporting_pii.customers")
+    assert named["customer_name"].str.contains(r"[\u4e00-\u9fff]").any()
+    shown = read_frame(engine, "select customer_id, customer_name from reporting.customer_segments")
+    assert not shown["customer_name"].str.contains(r"[\u4e00-\u9fff]").any()
+    paired = shown.merge(named, on="customer_id", suffixes=("_shown", ""))
+    assert len(paired) == len(shown) and (paired["customer_name_shown"] == paired["pseudonym"]).all()
 
 
 @pytest.mark.airflow

@@ -183,6 +183,7 @@ class Settings:
     watermark_lookback: timedelta = timedelta(0)
     max_batch_rows: int = 500_000
     reporting_role: str = "salespulse_reader"
+    pii_role: str = "salespulse_pii_reader"
     forecast_reconciliation: str = "wls_var"
     forecast_partitions: int = 4
     forecast_workers: int = 1
@@ -278,6 +279,8 @@ class Settings:
             max_batch_rows=_env_int(env, "SALESPULSE_MAX_BATCH_ROWS", 500_000),
             # PostgreSQL: the role that may read the reporting schema and nothing else.
             reporting_role=env.get("SALESPULSE_REPORTING_ROLE", "salespulse_reader"),
+            # PostgreSQL: the role that may read reporting_pii (names, emails, phone numbers).
+            pii_role=env.get("SALESPULSE_PII_ROLE", "salespulse_pii_reader"),
             # Variance report: the leads compared (months ahead), the rolling window, and the flag limits.
             variance_horizons=_env_ints(env, "SALESPULSE_VARIANCE_HORIZONS", (1, 3)),
             variance_window=_env_int(env, "SALESPULSE_VARIANCE_WINDOW", 6),

@@ -63,6 +63,20 @@ def grant_reporting_reader(engine: Engine, role: str) -> bool:
     BI users are roles that log in and are granted it). Views run with their owner's rights, so the role
     needs no grant on the tables underneath. Returns False, with a warning, where the warehouse user may not
     create or grant roles."""
+    granted = _grant_role(engine, role, "reporting/grant_reader.sql")
+    if granted:
+        _no_temporary_tables_for_public(engine)
+    return granted
+
+
+def grant_pii_reader(engine: Engine, role: str) -> bool:
+    """PostgreSQL: the role that may see personal data: ``reporting_pii`` (names, emails, phone numbers by
+    customer id) and nothing else. The reporting views show pseudonyms, so a BI role without it sees no
+    name. Returns False, with a warning, where the warehouse user may not create or grant roles."""
+    return _grant_role(engine, role, "reporting/grant_pii_reader.sql")
+
+
+def _grant_role(engine: Engine, role: str, grants: str) -> bool:
     if engine.dialect.name != "postgresql":
         return False
     check_identifier(role)
@@ -73,11 +87,10 @@ def grant_reporting_reader(engine: Engine, role: str) -> bool:
             ).first()
             if not exists:
                 conn.execute(text(f"create role {role} nologin"))
-            run_sql_file(conn, "reporting/grant_reader.sql", identifiers={"role": role})
+            run_sql_file(conn, grants, identifiers={"role": role})
     except DBAPIError as exc:
-        log.warning("could not set up the read-only reporting role %r: %s", role, exc.orig)
+        log.warning("could not set up the role %r (%s): %s", role, grants, exc.orig)
         return False
-    _no_temporary_tables_for_public(engine)
     return True
 
 

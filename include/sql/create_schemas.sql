@@ -5,3 +5,6 @@ create schema if not exists quality;
 create schema if not exists audit;
 create schema if not exists marts;
 create schema if not exists reporting;
+-- Personal data (names, emails, phone numbers) for the few roles that may see it; the reporting views
+-- show a pseudonym instead (docs/security.md).
+create schema if not exists reporting_pii;

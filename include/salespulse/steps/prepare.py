@@ -1,12 +1,13 @@
 """Set the warehouse up: every layer's schemas, tables and views, the reporting views' documentation, and
-on PostgreSQL the read-only reporting role (:mod:`salespulse.schema`). Idempotent."""
+on PostgreSQL the read-only reporting role and the role that may see personal data
+(:mod:`salespulse.schema`). Idempotent."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from salespulse.config import Settings
-from salespulse.schema import create_schema, grant_reporting_reader
+from salespulse.schema import create_schema, grant_pii_reader, grant_reporting_reader
 from salespulse.steps.base import warehouse
 from salespulse.warehouse import LAYERS
 
@@ -15,6 +16,7 @@ from salespulse.warehouse import LAYERS
 class PrepareSummary:
     layers: tuple[str, ...]
     reporting_role_granted: bool  # False on DuckDB, or where the warehouse user may not create roles
+    pii_role_granted: bool = False  # the role that may read reporting_pii, likewise
 
 
 def prepare_warehouse(settings: Settings) -> PrepareSummary:
@@ -23,4 +25,5 @@ def prepare_warehouse(settings: Settings) -> PrepareSummary:
     with warehouse(settings) as engine:
         create_schema(engine)
         granted = grant_reporting_reader(engine, settings.reporting_role)
-    return PrepareSummary(LAYERS, granted)
+        pii = grant_pii_reader(engine, settings.pii_role)
+    return PrepareSummary(LAYERS, granted, pii)

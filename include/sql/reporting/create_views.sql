@@ -10,7 +10,8 @@ final as (
     select
         rfm.snapshot_date,
         rfm.customer_id,
-        customer.customer_name,
+        -- A pseudonym: the name itself is in reporting_pii.customers, for the PII role only.
+        'Customer ' || substr(md5(rfm.customer_id), 1, 10) as customer_name,
         customer.region,
         customer.segment as business_segment,
         customer.sales_owner,
@@ -314,7 +315,7 @@ create or replace view reporting.churn_warnings as
 select
     warning.snapshot_date,
     warning.customer_id,
-    customer.customer_name,
+    'Customer ' || substr(md5(warning.customer_id), 1, 10) as customer_name,
     customer.region,
     customer.sales_owner,
     warning.value_tier,
@@ -456,3 +457,15 @@ select
 from first_forecast
 left join won on won.period_start = first_forecast.period_start
 where first_forecast.pick = 1;
+
+-- Who each customer is, for the roles granted personal data (SALESPULSE_PII_ROLE): join on customer_id.
+create or replace view reporting_pii.customers as
+select
+    customer_id,
+    customer_name,
+    email,
+    phone,
+    country_code,
+    region,
+    'Customer ' || substr(md5(customer_id), 1, 10) as pseudonym
+from core.dim_customer;
