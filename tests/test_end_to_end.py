@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from salespulse.funnel import OPEN_STAGES
 from salespulse.generator import CrmDataset
-from salespulse.model import ENTITIES
+from salespulse.model import ENTITIES, PERSONAL_DATA
 from salespulse.reconcile import incoherence
 from salespulse.warehouse import LAYERS, get_engine, read_frame
 from tests.conftest import fresh_postgres_database
@@ -369,6 +369,25 @@ def test_chinese_names_survive_every_step_into_the_pii_view_and_bi_sees_pseudony
     assert not shown["customer_name"].str.contains(r"[\u4e00-\u9fff]").any()
     paired = shown.merge(named, on="customer_id", suffixes=("_shown", ""))
     assert len(paired) == len(shown) and (paired["customer_name_shown"] == paired["pseudonym"]).all()
+
+
+@pytest.mark.airflow
+def test_no_reporting_view_shows_personal_data_in_clear(chain: ChainRun) -> None:
+    """Every column the model declares personal (name, email, phone) is absent from the reporting views
+    or holds a pseudonym there; reporting_pii has them all."""
+    engine = chain.engine
+    columns = read_frame(
+        engine,
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where table_schema in ('reporting', 'reporting_pii')",
+    )
+    personal = columns[columns["column_name"].isin(PERSONAL_DATA)]
+    assert set(personal.loc[personal["table_schema"] == "reporting_pii", "column_name"]) == PERSONAL_DATA
+    shown = personal[personal["table_schema"] == "reporting"]
+    assert set(shown["column_name"]) == {"customer_name"}
+    for view in shown["table_name"]:
+        values = read_frame(engine, f"select customer_name from reporting.{view}")["customer_name"]
+        assert values.str.fullmatch(r"Customer [0-9a-f]{10}").all(), view
 
 
 @pytest.mark.airflow

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 ColumnKind = Literal["string", "date", "timestamp", "int", "float", "bool"]
+# Personal data: who a customer is and how to reach them. The reporting views show a pseudonym or leave
+# these out; reporting_pii holds them for the role granted personal data; validation results, Data Docs
+# and alerts never carry their values (docs/security.md).
+PERSONAL_DATA = frozenset({"customer_name", "email", "phone"})
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,11 @@ class Column:
     # "latest": the newest version of the record wins (the default). "earliest": the smallest value any
     # version has had, for attributes that mean "first" (a signup date), so a later file cannot move it.
     keep: Literal["latest", "earliest"] = "latest"
+
+    @property
+    def pii(self) -> bool:
+        """Personal data (:data:`PERSONAL_DATA`)."""
+        return self.name in PERSONAL_DATA
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,17 @@ def get_entity(name: str) -> Entity:
         raise KeyError(f"unknown entity {name!r}; known: {sorted(ENTITY_BY_NAME)}") from None
 
 
+def _note(column: Column) -> str:
+    notes = []
+    if column.keep == "earliest":
+        notes.append("keeps the earliest value across versions")
+    if column.pii:
+        notes.append(
+            "personal data: a pseudonym or absent in `reporting`, in `reporting_pii` for the PII role"
+        )
+    return "; ".join(notes)
+
+
 def describe_markdown(entities: tuple[Entity, ...] = ENTITIES) -> str:
     """The model as Markdown: each entity, its key, whether a source must provide it, and its columns
     (``docs/model.md`` is this, kept in step by a test; ``salespulse model`` prints it)."""
@@ -234,9 +254,7 @@ def describe_markdown(entities: tuple[Entity, ...] = ENTITIES) -> str:
         lines += [f"## `{entity.name}`", "", f"Key: `{', '.join(entity.key)}`; {need}{after}.", ""]
         lines += ["| column | type | required | note |", "| --- | --- | --- | --- |"]
         lines += [
-            f"| `{c.name}` | {c.kind} | {'yes' if c.required else ''} |"
-            + (" keeps the earliest value across versions |" if c.keep == "earliest" else " |")
-            for c in entity.columns
+            f"| `{c.name}` | {c.kind} | {'yes' if c.required else ''} | {_note(c)} |" for c in entity.columns
         ]
         lines.append("")
     return "\n".join(lines)
