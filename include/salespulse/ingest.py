@@ -175,6 +175,11 @@ def _as_text(raw: pd.Series) -> pd.Series:
 NUMBER_LIMIT = 1e15
 
 
+def with_rule(problems: pd.Series, bad: pd.Series | np.ndarray, rule: str) -> pd.Series:
+    """Each row's broken rules (``a;b``), with ``rule`` added where ``bad``."""
+    return problems.where(~bad, problems + np.where(problems == "", "", ";") + rule)
+
+
 def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.Series]:
     """Cast columns to the model's types. A value that will not cast becomes null in the typed frame,
     and its row is marked with the reason, so it is quarantined rather than silently dropped:
@@ -189,10 +194,6 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
     """
     typed = pd.DataFrame(index=frame.index)
     problems = pd.Series("", index=frame.index, dtype=object)
-
-    def mark(bad: pd.Series, rule: str) -> pd.Series:
-        return problems.where(~bad, problems + np.where(problems == "", "", ";") + rule)
-
     for column in entity.columns:
         if column.name not in frame:
             typed[column.name] = pd.Series(None, index=frame.index, dtype=object)
@@ -210,8 +211,8 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
             numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
             infinite = np.isinf(numbers)
             huge = ~infinite & (numbers.abs() >= NUMBER_LIMIT)
-            problems = mark(infinite, f"finite_{column.name}")
-            problems = mark(huge, f"range_{column.name}")
+            problems = with_rule(problems, infinite, f"finite_{column.name}")
+            problems = with_rule(problems, huge, f"range_{column.name}")
             numbers = numbers.where(~(infinite | huge))
             if column.kind == "int":
                 whole = numbers.isna() | (numbers == np.floor(numbers))
@@ -221,7 +222,7 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
             raw = raw.where(~(infinite | huge), None)  # already marked with the sharper rule
         else:
             values = raw.map({True: True, False: False, "true": True, "false": False}).astype("boolean")
-        problems = mark(raw.notna() & values.isna(), f"type_{column.name}")
+        problems = with_rule(problems, raw.notna() & values.isna(), f"type_{column.name}")
         typed[column.name] = values
     return typed, problems
 
@@ -394,9 +395,7 @@ def load_entity(
     if copies is not None:
         # A row equal in everything but a made-up key to one before it (mapping.COPY_COLUMN).
         again = pd.to_numeric(copies, errors="coerce").fillna(1).to_numpy() > 1
-        type_problems = type_problems.where(
-            ~again, type_problems + np.where(type_problems == "", "", ";") + "exact_duplicate"
-        )
+        type_problems = with_rule(type_problems, again, "exact_duplicate")
     if "_extra" in source_frame:
         typed["_extra"] = source_frame["_extra"]
     # The newest update read, never past the as-of date: a row the source's filter let through as
