@@ -90,10 +90,14 @@ def test_check_mapping_shows_what_a_mapping_gives_the_model_before_anything_load
     out = capsys.readouterr().out
     assert "customers (required): 7 of 12 columns mapped" in out
     assert "not mapped (optional columns, left empty): email, phone, industry, segment, sales_owner" in out
-    assert "Müller GmbH" in out and "北京贸易有限公司" in out  # the typed preview, in any script
+    # The typed preview, in any script, with names masked: first characters and length only.
+    assert "M… G… (11)" in out and "北… (8)" in out
+    assert "Müller" not in out and "北京贸易有限公司" not in out
     assert "row 3 would be quarantined: type_signup_date (the text: {'signup_date': '31.02.2025'})" in out
     assert "orders (required): not mapped - a source must provide it" in out
     assert "opportunities (optional): not mapped\n" in out and "NOT usable yet" in out
+    assert main(["check-mapping", str(tmp_path / "kunden.yaml"), "--show-personal-data"]) == 1
+    assert "Müller GmbH" in (out := capsys.readouterr().out) and "北京贸易有限公司" in out
 
     broken = MAPPING.replace("customer_name: Name", 'customer_name: {sql: "Name - 1"}')
     (tmp_path / "broken.yaml").write_text(broken, encoding="utf-8")

@@ -4,6 +4,10 @@ For each entity, in load order: whether it is mapped (and whether it must be), w
 mapped and which optional ones are not, and the first few rows typed as the loader types them, with any
 value that would be quarantined and why. A mapping DuckDB refuses is reported with the entity, the column
 and the expression. Nothing is written anywhere.
+
+Personal data (the model's :data:`~salespulse.model.PERSONAL_DATA` columns) is masked in the preview: the
+first character of each part and the length, enough to see that the right column is mapped. Terminals are
+logged and screens are shared; ``show_personal_data`` shows it in clear.
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ from salespulse.mapping import MappingError, load_mapping
 from salespulse.model import load_order
 
 
-def check_mapping(path: str | Path, source_dir: Path | None = None, rows: int = 3) -> tuple[list[str], bool]:
+def mask(value: object) -> object:
+    """``Müller GmbH`` -> ``M… G… (11)``; ``anna@example.de`` -> ``a…@e… (15)``; empty stays empty."""
+    if not isinstance(value, str) or not value:
+        return value
+    parts = value.replace("@", " @").split()
+    masked = " ".join(("@" + p[1:2] if p.startswith("@") else p[:1]) + "…" for p in parts).replace(" @", "@")
+    return f"{masked} ({len(value)})"
+
+
+def check_mapping(
+    path: str | Path, source_dir: Path | None = None, rows: int = 3, show_personal_data: bool = False
+) -> tuple[list[str], bool]:
     """The report's lines, and whether the mapping can feed the pipeline (every required entity mapped and
     readable)."""
     try:
@@ -50,7 +65,10 @@ def check_mapping(path: str | Path, source_dir: Path | None = None, rows: int = 
             lines.append("  no rows (check the source files and the mapping's where)")
             continue
         typed, problems = coerce_types(sample, entity)
-        preview = typed[[c for c in entity.column_names if c in spec.columns]]
+        preview = typed[[c for c in entity.column_names if c in spec.columns]].copy()
+        if not show_personal_data:
+            for column in (c.name for c in entity.columns if c.pii and c.name in preview):
+                preview[column] = preview[column].map(mask)
         lines += ["  " + line for line in preview.to_string(index=False, max_colwidth=24).splitlines()]
         for position, problem in enumerate(problems):
             if problem:

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-mapping", help="what a mapping file gives the model, with a preview")
     check.add_argument("mapping", help="a mapping file, or the name of one in include/mappings/")
     check.add_argument("--rows", type=int, default=3, help="rows to preview per entity")
+    check.add_argument(
+        "--show-personal-data", action="store_true", help="names, emails and phones in clear (masked by default)"
+    )
     model = commands.add_parser("model", help="the entities and columns a source provides")
     model.add_argument("--markdown", action="store_true", help="as Markdown (docs/model.md)")
     demo = commands.add_parser("demo", help="generate a CRM and run the real DAGs on it with dag.test()")
@@ -70,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from salespulse_cli.check_mapping import check_mapping
 
         settings = Settings.from_env()
-        lines, usable = check_mapping(args.mapping, settings.source.source_dir, args.rows)
+        lines, usable = check_mapping(
+            args.mapping, settings.source.source_dir, args.rows, args.show_personal_data
+        )
         print("\n".join(lines))
         return 0 if usable else 1
     if args.command == "demo":
