@@ -10,7 +10,9 @@ loaded first, unchanged, so reference checks see them.
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import yaml
 
 from salespulse.generator import CrmDataset, generate_crm
 from salespulse.ingest import LoadResult, ingest_from_source
+from salespulse.mapping import MappingError
 from salespulse.model import get_entity, load_order
 from salespulse.quality import DataQualityError
 from salespulse.schema import create_schema
@@ -105,6 +108,7 @@ KINDS = [
     Kind("quantity with a unit", "order_lines", _cell("quantity", "3 pcs"), "type_quantity"),
     Kind("price with a currency sign", "order_lines", _cell("unit_price", "$12.50"), "type_unit_price"),
     Kind("decimal comma", "order_lines", _cell("unit_price", "12,50"), "type_unit_price"),
+    Kind("NUL character in a name", "customers", _cell("customer_name", "Nul\x00Name"), "type_customer_name"),
 ]  # fmt: skip
 
 # The quality rules, one kind each: the value is the same text in every format, so CSV and Parquet.
@@ -212,7 +216,7 @@ def crm() -> CrmDataset:
 
 def summary_line() -> str:
     """The bad-input suite's closing line (printed by tests/conftest.py at the end of the session)."""
-    kinds = len(ALL_KINDS) + 3  # and the two unreadable files and the row dated 2099, below
+    kinds = len(ALL_KINDS) + len(UNREADABLE_FILES) + len(BROKEN_LINES) + 1  # and the row dated 2099
     return (
         f"bad input: {kinds} kinds, {sum(OUTCOMES.values())} runs over formats and engines tried: "
         f"{OUTCOMES['handled']} handled (loaded as meant, quarantined or stopped by the named rule, or a "
@@ -324,30 +328,90 @@ def _run(crm: CrmDataset, kind: Kind, fmt: str, tmp_path: Path, url: str) -> Non
     OUTCOMES["handled"] += 1
 
 
-@pytest.mark.parametrize(
-    ("kind", "fmt", "message"),
-    [
-        ("GB18030 text", "csv", r"customers\.csv: not utf-8 text \(byte \d+"),
-        ("truncated gzip", "csv.gz", r"customers\.csv\.gz: the gzip file is truncated or corrupt"),
-    ],
-)
+UNREADABLE_FILES = [
+    ("GB18030 text", "csv", r"customers\.csv: not utf-8 text \(byte \d+"),
+    ("UTF-16 text", "csv", r"customers\.csv: not utf-8 text \(byte 0"),
+    ("truncated gzip", "csv.gz", r"customers\.csv\.gz: the gzip file is truncated or corrupt"),
+    ("empty file", "csv", r"customers\.csv: the file is empty; a CSV export needs at least its header row"),
+    ("CSV named .parquet", "parquet", r"customers\.parquet'\]: not a Parquet file, or a truncated one"),
+    ("truncated Parquet", "parquet", r"customers\.parquet'\]: not a Parquet file, or a truncated one"),
+]
+
+
+def _spoil(path: Path, kind: str) -> None:
+    data = path.read_bytes()
+    spoiled = {
+        "GB18030 text": lambda: data.decode("utf-8").encode("gb18030"),
+        "UTF-16 text": lambda: data.decode("utf-8").encode("utf-16"),
+        "empty file": lambda: b"",
+        "CSV named .parquet": lambda: b"customer_id,customer_name\nC1,Anna\n",
+    }.get(kind, lambda: data[: len(data) // 2])
+    path.write_bytes(spoiled())
+
+
+@pytest.mark.parametrize(("kind", "fmt", "message"), UNREADABLE_FILES)
 def test_a_file_that_cannot_be_read_is_an_error_naming_it(
     crm: CrmDataset, kind: str, fmt: str, message: str, tmp_path: Path, duckdb_url: str
 ) -> None:
     folder = tmp_path / "exports"
     _write(crm["customers"], folder, "customers", fmt)
-    path = folder / f"customers.{fmt}"
-    if kind == "GB18030 text":
-        path.write_bytes(path.read_text(encoding="utf-8").encode("gb18030"))
-    else:
-        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    _spoil(folder / f"customers.{fmt}", kind)
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    prefer = "parquet" if fmt == "parquet" else "csv"
+    try:
+        with pytest.raises(UnreadableFile, match=message):
+            ingest_from_source(engine, FileSource(folder, prefer=prefer), "customers", AS_OF, "bad-input")
+    except AssertionError:
+        OUTCOMES["unclear"] += 1
+        raise
+    finally:
+        engine.dispose()
+    OUTCOMES["handled"] += 1
+
+
+# Lines that do not fit the header: appended to a clean customers file as raw text.
+BROKEN_LINES = {
+    "a line with too many fields": ("C-EXTRA,a,b,c,d,e,f,g,h,i,j,k,l,m,n,o", "too many columns"),
+    "a line with too few fields": ("C-SHORT,a", "missing columns"),
+    "a line with an unclosed quote": ('C-QUOTE,"never closed,DE,EMEA', "unquoted value"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "mapping"])
+@pytest.mark.parametrize("kind", BROKEN_LINES)
+def test_a_line_that_does_not_fit_the_header_is_quarantined_with_its_text_or_named(
+    crm: CrmDataset, kind: str, fmt: str, tmp_path: Path, duckdb_url: str
+) -> None:
+    """Before: DuckDB took a longer line for the header (every column "missing"), or stopped with "Error
+    when sniffing file" and no line; through a mapping an unclosed quote loaded a made-up row. Now the file
+    source quarantines the line as ``unreadable_line`` with its text and loads the rest; a mapping stops
+    with the file, the line and its text."""
+    line, problem = BROKEN_LINES[kind]
+    folder = tmp_path / "exports"
+    customers = crm["customers"].sort_values("updated_at").drop_duplicates("customer_id", keep="last").head(8)
+    text = customers.to_csv(index=False) + line + "\n"
+    path = folder / ("customers.csv.gz" if fmt == "csv.gz" else "customers.csv")
+    folder.mkdir(parents=True)
+    path.write_bytes(gzip.compress(text.encode()) if fmt == "csv.gz" else text.encode())
     engine = get_engine(duckdb_url)
     create_schema(engine)
     try:
-        with pytest.raises(UnreadableFile, match=message):
-            ingest_from_source(engine, FileSource(folder, prefer="csv"), "customers", AS_OF, "bad-input")
+        if fmt == "mapping":
+            source = MappedSource(_identity_mapping(folder, {"customers": list(customers.columns)}))
+            with pytest.raises(MappingError, match=rf"customers\.csv line 10: {problem}: '{re.escape(line)}"):
+                ingest_from_source(engine, source, "customers", AS_OF, "bad-input")
+        else:
+            result = ingest_from_source(engine, FileSource(folder, prefer="csv"), "customers", AS_OF, "x")
+            held = read_frame(engine, "select failed_rules, original_row from quality.quarantine")
+            core = read_frame(engine, "select customer_id from core.dim_customer")
+            assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (9, 8, 1)
+            assert len(core) == 8 and len(held) == 1
+            assert "unreadable_line" in held["failed_rules"].iloc[0].split(";")
+            kept = json.loads(held["original_row"].iloc[0])["line"]
+            assert kept.startswith(f"{path} line 10: {problem}: ") and kept.endswith(line), kept
     except AssertionError:
-        OUTCOMES["unclear"] += 1
+        OUTCOMES["silent" if fmt != "mapping" else "unclear"] += 1
         raise
     finally:
         engine.dispose()

@@ -21,3 +21,12 @@ class ConfigurationError(PermanentError, ValueError):
 class EntityNotProvided(LookupError):
     """The source has nothing for an entity: no export file, not in the mapping. For an optional entity that
     is recorded and the pipeline goes on; for a required one it becomes a permanent error."""
+
+
+class SourceError(RuntimeError):
+    """The source could not be read (after retries, where retrying makes sense)."""
+
+
+class UnreadableFile(PermanentError, SourceError):
+    """A file that no retry will read: not text in the expected encoding, a broken gzip stream, an empty
+    CSV, something that is not Parquet."""

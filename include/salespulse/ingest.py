@@ -35,7 +35,7 @@ from salespulse.mapping import COPY_COLUMN
 from salespulse.model import LOAD_METADATA, Entity, get_entity
 from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
 from salespulse.slices import Spill
-from salespulse.sources import Source, Window, normalize_header
+from salespulse.sources import UNREADABLE_LINE, Source, Window, normalize_header
 from salespulse.warehouse import bulk_insert, check_identifier, read_frame, read_matching, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,8 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
     - ``finite_<column>``: ``inf``, ``-inf`` or ``Infinity``; ``range_<column>``: beyond ±1e15.
     - Ids (the entity's key and every ``*_id`` column) lose surrounding whitespace: ``" C0000028 "`` is
       ``C0000028``, not a second customer; an id that is only whitespace is missing.
+    - Text holding a NUL character (``\x00``, binary garbage; PostgreSQL cannot store it) is
+      ``type_<column>`` too; the quarantine keeps it escaped.
     """
     typed = pd.DataFrame(index=frame.index)
     problems = pd.Series("", index=frame.index, dtype=object)
@@ -201,6 +203,9 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
         raw = frame[column.name]
         if column.kind == "string":
             values: pd.Series = _as_text(raw)
+            nul = values.map(lambda v: isinstance(v, str) and "\x00" in v).to_numpy(dtype=bool)
+            if nul.any():
+                values = values.where(~nul, None)
             if column.name in entity.key or column.name.endswith("_id"):
                 stripped = values.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
                 values = stripped.astype(object).where(stripped.notna(), None)
@@ -389,9 +394,13 @@ def load_entity(
     batch_id = batch.batch_id(entity.name, as_of)
     source_frame = source_frame.reset_index(drop=True)
     copies = source_frame.pop(COPY_COLUMN) if COPY_COLUMN in source_frame else None
+    unreadable = source_frame.pop(UNREADABLE_LINE) if UNREADABLE_LINE in source_frame else None
     source_frame, extra_columns = conform_source_columns(source_frame, entity)
     rows_read = len(source_frame)
     typed, type_problems = coerce_types(source_frame, entity)
+    if unreadable is not None:
+        # A line the CSV reader could not split into fields (sources.UNREADABLE_LINE): its text is kept.
+        type_problems = with_rule(type_problems, unreadable.notna().to_numpy(), "unreadable_line")
     if copies is not None:
         # A row equal in everything but a made-up key to one before it (mapping.COPY_COLUMN).
         again = pd.to_numeric(copies, errors="coerce").fillna(1).to_numpy() > 1
@@ -406,6 +415,8 @@ def load_entity(
     if batch.watermark_before is not None and watermark_after is not None:
         watermark_after = max(watermark_after, batch.watermark_before)
     source_rows = source_frame.drop(columns=["_extra"], errors="ignore")
+    if unreadable is not None and unreadable.notna().any():
+        source_rows = source_rows.assign(line=unreadable)
     deduped, rows_duplicate = deduplicate(typed, entity)
     type_problems = type_problems.loc[deduped.index]
     source_rows = source_rows.loc[deduped.index]

@@ -49,6 +49,7 @@ import pandas as pd
 import yaml
 
 from salespulse.config import MAPPINGS_DIR
+from salespulse.csvfiles import check_lines
 from salespulse.errors import PermanentError
 from salespulse.model import ENTITY_BY_NAME, Entity
 from salespulse.warehouse import quote_identifier, sql_literal
@@ -84,6 +85,17 @@ class SourceTable:
         if not found:
             raise MappingError(f"source table {self.name!r}: no file matches {self.file!r} in {folder}")
         return found
+
+    def unreadable_line(self, folder: Path) -> str | None:
+        """The first CSV line that does not fit its file's header (too many or too few fields, an unclosed
+        quote), named by file and line; DuckDB's own detection would take such a line for the header or
+        stop with no line named."""
+        if self.file.endswith(".parquet") or not self.header:
+            return None
+        for path in self.files(folder):
+            if problem := check_lines(path, self.encoding, self.delimiter):
+                return problem
+        return None
 
     def reader(self, folder: Path) -> str:
         """The DuckDB table function that reads this table's file(s), by their exact paths."""
@@ -192,6 +204,12 @@ class SourceMapping:
         chunk_rows: int = 500_000,
     ) -> Iterator[pd.DataFrame]:
         """The mapped rows of one entity, filtered by ``where`` over the model's columns, in chunks."""
+        table = self.tables[self.entities[entity_name].source_table]
+        if problem := table.unreadable_line(self.folder):
+            raise MappingError(
+                f"{self.path}: entity {entity_name!r}: source table {table.name!r}: {problem}; "
+                "correct or remove that line"
+            )
         con = self.connect(entity_name)
         try:
             sql = f"select * from ({self.entity_sql(entity_name)}) as mapped where {where}"

@@ -23,7 +23,6 @@ Configured by :func:`source_from_settings` from :class:`salespulse.config.Source
 
 from __future__ import annotations
 
-import csv
 import email.utils
 import logging
 import random
@@ -41,7 +40,14 @@ import requests
 from sqlalchemy import create_engine, text
 
 from salespulse.config import SOURCE_KINDS, Settings, sqlalchemy_url_from_airflow_uri
-from salespulse.errors import ConfigurationError, EntityNotProvided, PermanentError
+from salespulse.csvfiles import rejected_lines, sniff_csv, strict_reader
+from salespulse.errors import (
+    ConfigurationError,
+    EntityNotProvided,
+    PermanentError,
+    SourceError,
+    UnreadableFile,
+)
 from salespulse.mapping import load_mapping
 from salespulse.model import Entity
 from salespulse.warehouse import check_identifier, quote_identifier, sql_literal
@@ -89,10 +95,6 @@ class Source(Protocol):
     def description(self) -> str: ...
 
     def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]: ...
-
-
-class SourceError(RuntimeError):
-    """The source could not be read (after retries, where retrying makes sense)."""
 
 
 def normalize_header(name: str) -> str:
@@ -154,11 +156,19 @@ class FileSource:
         names = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
         if files[0].suffix == ".parquet":
             return f"read_parquet({names}, union_by_name = true)"
-        delimiter = self.delimiter or _sniff_delimiter(files[0], self.encoding)
+        readers = [self._csv_reader(f) for f in files]
         return (
-            f"read_csv({names}, all_varchar = true, header = true, delim = {sql_literal(delimiter)}, "
-            f"encoding = {sql_literal(self.encoding)}, union_by_name = true)"
+            readers[0]
+            if len(readers) == 1
+            else "(" + " union all by name ".join(f"select * from {r}" for r in readers) + ")"
         )
+
+    def _csv_reader(self, path: Path) -> str:
+        """One CSV file, read strictly (:func:`salespulse.csvfiles.strict_reader`): a line with too many
+        or too few fields or an unclosed quote is set aside in DuckDB's rejects table and comes to the
+        loader as an :data:`UNREADABLE_LINE` row."""
+        delimiter, header = sniff_csv(path, self.encoding, self.delimiter)
+        return strict_reader(path, delimiter, header, self.encoding)
 
     def count_before(self, entity: Entity, window: Window) -> int:
         """How many of the files' rows are older than the window (none are read by an incremental load)."""
@@ -194,36 +204,37 @@ class FileSource:
             for batch in batches:
                 empty = False
                 yield batch.to_pandas()
+            rejected = rejected_lines(con) if files[0].suffix != ".parquet" else None
+            if rejected is not None:
+                empty = False
+                yield _unreadable_rows(rejected, renames)
             if empty:
                 yield pd.DataFrame(columns=list(renames.values()))
         except duckdb.Error as exc:
+            if files[0].suffix == ".parquet" and "magic bytes" in str(exc):
+                names = [str(f) for f in files]
+                raise UnreadableFile(
+                    f"{entity.name}: {names}: not a Parquet file, or a truncated one ({exc})"
+                ) from exc
             raise SourceError(f"{entity.name}: cannot read {[str(f) for f in files]}: {exc}") from exc
         finally:
             con.close()
 
 
-class UnreadableFile(PermanentError, SourceError):
-    """A file that no retry will read: not text in the expected encoding, or a broken gzip stream."""
+# A CSV line that could not be split into the header's fields comes to the loader as a row of its own:
+# this column says where and what, the rest is empty, and the loader quarantines it as
+# ``unreadable_line`` with the line's text, so rows_read still counts it.
+UNREADABLE_LINE = "_unreadable_line"
 
 
-def _sniff_delimiter(path: Path, encoding: str) -> str:
-    import gzip
-    import zlib
-
-    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding=encoding, newline="") as handle:
-            sample = handle.read(64 * 1024)
-    except UnicodeDecodeError as exc:
-        raise UnreadableFile(
-            f"{path}: not {encoding} text (byte {exc.start}: {exc.reason}); export the file as UTF-8"
-        ) from exc
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise UnreadableFile(f"{path}: the gzip file is truncated or corrupt ({exc})") from exc
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
+def _unreadable_rows(rejected: pd.DataFrame, renames: Mapping[str, str]) -> pd.DataFrame:
+    log.warning(
+        "%d CSV line(s) could not be read and will be quarantined: %s",
+        len(rejected), "; ".join(rejected["where"].head(5)),
+    )  # fmt: skip
+    frame = pd.DataFrame(None, index=range(len(rejected)), columns=list(renames.values()), dtype=object)
+    frame[UNREADABLE_LINE] = (rejected["where"] + ": " + rejected["text"]).to_numpy()
+    return frame
 
 
 # --- a mapping over a user's files ------------------------------------------------------------------
