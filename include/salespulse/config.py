@@ -89,6 +89,18 @@ def _env_parsed(env: Mapping[str, str], name: str, default: T, parse: Callable[[
         raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from exc
 
 
+def default_threads(env: Mapping[str, str]) -> int:
+    """A task's share of the machine: the cores this process may run on, divided by the tasks a worker
+    runs at once (``SALESPULSE_CONCURRENT_TASKS``, else the Celery worker's concurrency, else 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    concurrent = env.get("SALESPULSE_CONCURRENT_TASKS") or env.get("AIRFLOW__CELERY__WORKER_CONCURRENCY")
+    try:
+        tasks = max(1, int(concurrent)) if concurrent else 1
+    except ValueError as exc:
+        raise ConfigurationError(f"tasks at once: a whole number, got {concurrent!r}") from exc
+    return max(1, cores // tasks)
+
+
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     return _env_parsed(env, name, default, int, "a whole number")
 
@@ -200,6 +212,7 @@ class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     duckdb_memory_limit: str = "1GB"
     duckdb_lock_timeout: float = 600.0
+    threads: int = 1
 
     @property
     def data_docs_root(self) -> Path:
@@ -292,4 +305,6 @@ class Settings:
             duckdb_memory_limit=env.get("SALESPULSE_DUCKDB_MEMORY_LIMIT") or "1GB",
             # One writing process at a time: a task waits this long (seconds) for another to release it.
             duckdb_lock_timeout=_env_float(env, "SALESPULSE_DUCKDB_LOCK_TIMEOUT", 600.0),
+            # The threads one task may use, in every numeric library and in DuckDB (salespulse.threads).
+            threads=max(1, _env_int(env, "SALESPULSE_THREADS", default_threads(env))),
         )

@@ -33,7 +33,9 @@ LAYERS = ("raw", "core", "quality", "audit", "marts", "reporting")
 COPY_CHUNK_ROWS = 200_000
 
 
-def get_engine(url: str, memory_limit: str = "1GB", lock_timeout: float = 600.0) -> Engine:
+def get_engine(
+    url: str, memory_limit: str = "1GB", lock_timeout: float = 600.0, threads: int | None = None
+) -> Engine:
     """An engine for a SQLAlchemy URL; DuckDB files get their folder created.
 
     An embedded DuckDB shares the worker's memory, so its buffer pool is capped at ``memory_limit``
@@ -43,13 +45,19 @@ def get_engine(url: str, memory_limit: str = "1GB", lock_timeout: float = 600.0)
     machine (Airflow's LocalExecutor; the forecast partitions are mapped tasks), a connection waits for
     the process that holds the file, up to ``lock_timeout`` seconds (``SALESPULSE_DUCKDB_LOCK_TIMEOUT``),
     so the tasks take turns instead of failing; past it, the error says which setting to change.
+
+    ``threads`` caps DuckDB's worker threads (the task's thread budget, :mod:`salespulse.threads`);
+    None leaves DuckDB's default, one per core.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "duckdb":
         return create_engine(url, future=True)
     if parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, connect_args={"config": {"memory_limit": memory_limit}})
+    config: dict[str, Any] = {"memory_limit": memory_limit}
+    if threads is not None:
+        config["threads"] = threads
+    engine = create_engine(url, future=True, connect_args={"config": config})
     event.listen(engine, "do_connect", functools.partial(_connect_when_unlocked, timeout=lock_timeout))
     return engine
 

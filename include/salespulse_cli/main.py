@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("mapping", help="a mapping file, or the name of one in include/mappings/")
     check.add_argument("--rows", type=int, default=3, help="rows to preview per entity")
     check.add_argument(
-        "--show-personal-data", action="store_true", help="names, emails and phones in clear (masked by default)"
+        "--show-personal-data",
+        action="store_true",
+        help="names, emails, phones in clear",
     )
     model = commands.add_parser("model", help="the entities and columns a source provides")
     model.add_argument("--markdown", action="store_true", help="as Markdown (docs/model.md)")

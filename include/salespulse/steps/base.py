@@ -13,15 +13,20 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from salespulse.config import Settings
+from salespulse.threads import thread_budget
 from salespulse.warehouse import bulk_insert, get_engine, replace_rows
 
 
 @contextmanager
 def warehouse(settings: Settings) -> Generator[Engine]:
-    """An engine for the duration of one step; disposed after, so an embedded DuckDB file is released."""
-    engine = get_engine(settings.warehouse_url, settings.duckdb_memory_limit, settings.duckdb_lock_timeout)
+    """An engine for the duration of one step, disposed after so an embedded DuckDB file is released; the
+    step runs within the task's thread budget (:mod:`salespulse.threads`), DuckDB's threads included."""
+    engine = get_engine(
+        settings.warehouse_url, settings.duckdb_memory_limit, settings.duckdb_lock_timeout, settings.threads
+    )
     try:
-        yield engine
+        with thread_budget(settings.threads):
+            yield engine
     finally:
         engine.dispose()
 
