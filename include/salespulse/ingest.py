@@ -491,9 +491,7 @@ def load_entity(
                 "incoming_columns": ", ".join(f"incoming.{c}" for c in entity.column_names),
             },
         )
-        history_match = " and ".join(
-            f"history.{k} = core.{entity.core_table}.{k}" for k in map(check_identifier, entity.key)
-        )
+        keys = [check_identifier(k) for k in entity.key]
         for column in (c.name for c in entity.columns if c.keep == "earliest"):
             run_sql_file(
                 conn,
@@ -503,8 +501,12 @@ def load_entity(
                     "core_table": check_identifier(entity.core_table),
                     "raw_table": check_identifier(entity.name),
                     "column": check_identifier(column),
-                    "key_match": key_match,
-                    "history_key_match": history_match,
+                    "history_keys": ", ".join(f"history.{k}" for k in keys),
+                    "incoming_keys": ", ".join(f"incoming.{k}" for k in keys),
+                    "batch_history_match": " and ".join(f"batch_keys.{k} = history.{k}" for k in keys),
+                    "earliest_match": " and ".join(
+                        f"core.{entity.core_table}.{k} = earliest.{k}" for k in keys
+                    ),
                 },
             )
         result = LoadResult(

@@ -54,12 +54,17 @@ def get_engine(
         return create_engine(url, future=True)
     if parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"memory_limit": memory_limit}
-    if threads is not None:
-        config["threads"] = threads
-    engine = create_engine(url, future=True, connect_args={"config": config})
+    engine = create_engine(url, future=True, connect_args={"config": {"memory_limit": memory_limit}})
     event.listen(engine, "do_connect", functools.partial(_connect_when_unlocked, timeout=lock_timeout))
+    if threads is not None:
+        # Set on each new connection rather than in the connect configuration: DuckDB refuses a second
+        # connection to a file that one process holds with a different configuration.
+        event.listen(engine, "connect", functools.partial(_set_threads, threads=int(threads)))
     return engine
+
+
+def _set_threads(dbapi_connection: Any, record: Any, *, threads: int) -> None:
+    dbapi_connection.execute(f"set threads = {threads}")
 
 
 def _connect_when_unlocked(dialect: Any, record: Any, cargs: Any, cparams: Any, *, timeout: float) -> Any:

@@ -4,10 +4,9 @@
 -- ("region*segment" -> "EMEA | Enterprise"). One definition, read by the forecasts (complete periods before
 -- their as-of date), the variance step and the report.
 create or replace view marts.sales_by_level as
-with sales as (
+with completed_lines as (
     select
         order_id,
-        line_number,
         customer_id,
         order_date,
         net_amount,
@@ -19,40 +18,76 @@ with sales as (
     where status = 'completed'
 ),
 
-attribute_values as (
-    select order_id, line_number, 'region' as attribute, region as attribute_value from sales
-    union all
-    select order_id, line_number, 'segment' as attribute, segment as attribute_value from sales
-    union all
-    select order_id, line_number, 'category' as attribute, category as attribute_value from sales
-    union all
-    select order_id, line_number, 'sales_owner' as attribute, sales_owner as attribute_value from sales
+-- Lines of one order that share every attribute count once, their amounts added up: the same sums and
+-- distinct counts from fewer rows.
+sales as (
+    select
+        order_id,
+        customer_id,
+        order_date,
+        region,
+        segment,
+        category,
+        sales_owner,
+        sum(net_amount) as net_amount
+    from completed_lines
+    group by order_id, customer_id, order_date, region, segment, category, sales_owner
 ),
 
-line_members as (
+-- A member is named once per combination of attribute values (a few hundred), not once per line.
+combinations as (
+    select distinct region, segment, category, sales_owner from sales
+),
+
+attribute_values as (
+    select region, segment, category, sales_owner, 'region' as attribute, region as attribute_value
+    from combinations
+    union all
+    select region, segment, category, sales_owner, 'segment' as attribute, segment as attribute_value
+    from combinations
+    union all
+    select region, segment, category, sales_owner, 'category' as attribute, category as attribute_value
+    from combinations
+    union all
+    select region, segment, category, sales_owner, 'sales_owner' as attribute, sales_owner as attribute_value
+    from combinations
+),
+
+members as (
     select
         levels.level,
-        attribute_values.order_id,
-        attribute_values.line_number,
+        attribute_values.region,
+        attribute_values.segment,
+        attribute_values.category,
+        attribute_values.sales_owner,
         string_agg(attribute_values.attribute_value, ' | ' order by levels.position) as member
     from attribute_values
     inner join marts.series_levels as levels on levels.attribute = attribute_values.attribute
-    group by levels.level, attribute_values.order_id, attribute_values.line_number
+    group by
+        levels.level,
+        attribute_values.region,
+        attribute_values.segment,
+        attribute_values.category,
+        attribute_values.sales_owner
 ),
 
 by_level as (
     select 'total' as level, 'all' as member, order_id, customer_id, order_date, net_amount from sales
     union all
     select
-        line_members.level,
-        line_members.member,
+        members.level,
+        members.member,
         sales.order_id,
         sales.customer_id,
         sales.order_date,
         sales.net_amount
-    from line_members
-    inner join sales
-        on sales.order_id = line_members.order_id and sales.line_number = line_members.line_number
+    from sales
+    inner join members
+        on
+            members.region = sales.region
+            and members.segment = sales.segment
+            and members.category = sales.category
+            and members.sales_owner = sales.sales_owner
 ),
 
 by_period as (
