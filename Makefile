@@ -10,7 +10,7 @@ PIP_VERSION := 26.3
 DEMO_CUSTOMERS ?= 3000
 DEMO_MONTHS ?= 4
 
-.PHONY: setup demo test test-fast lint typecheck pytest pytest-fast bench bench-reference lock clean
+.PHONY: setup demo test test-fast lint typecheck pytest pytest-fast bench bench-e2e bench-reference lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test-fast: lint typecheck pytest-fast
 
 bench: setup bench-reference
 	$(BIN)/python -m bench.run
+
+# The whole chain for one as-of date, stage by stage: 100k and 1M customers on DuckDB, 100k on PostgreSQL
+# (127.0.0.1:5432). The generated CRMs are cached in .data/bench-e2e/.
+bench-e2e: setup
+	$(BIN)/python -m bench.e2e --customers 100000 1000000
 
 # The benchmark's own environment for statsforecast (AutoETS, the outside reference): it pins pandas < 3.
 BENCH_STAMP := .venv-bench/.installed

@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run['peak_rss_mb'] / 1024:.1f} GB, goal {GOALS['rss_gb_1000000']} GB"
             )
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results["e2e"] = runs
+    # Runs of other sizes or engines from earlier invocations stay; the same size and engine is replaced.
+    fresh = {(r["customers"], r["engine"]) for r in runs}
+    kept = [r for r in results.get("e2e", []) if (r["customers"], r["engine"]) not in fresh]
+    results["e2e"] = sorted(kept + runs, key=lambda r: (r["customers"], r["engine"]))
     args.out.write_text(json.dumps(results, indent=2))
     return 0
 

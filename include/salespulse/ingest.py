@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, text
 
 from salespulse.errors import EntityNotProvided, PermanentError
@@ -177,7 +179,40 @@ NUMBER_LIMIT = 1e15
 
 def with_rule(problems: pd.Series, bad: pd.Series | np.ndarray, rule: str) -> pd.Series:
     """Each row's broken rules (``a;b``), with ``rule`` added where ``bad``."""
+    if not np.any(bad):
+        return problems
     return problems.where(~bad, problems + np.where(problems == "", "", ";") + rule)
+
+
+def _clean_text(values: pd.Series, trim: bool) -> tuple[pd.Series, np.ndarray]:
+    """Text with a NUL character made null (its row is marked ``type_<column>``), and with ``trim`` (ids)
+    surrounding whitespace removed, whitespace alone made null; and where the trimming made it null.
+    In Arrow's kernels: a Python function per value took a third of the load's typing time."""
+    try:
+        text = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text (ints from a Parquet id column)
+        return _clean_text_slowly(values, trim)
+    nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+    text = pc.if_else(nul, pa.scalar(None, pa.string()), text)
+    blank = np.zeros(len(values), dtype=bool)
+    if trim:
+        trimmed = pc.utf8_trim_whitespace(text)
+        empty = pc.fill_null(pc.equal(trimmed, ""), False)
+        blank = empty.to_numpy(zero_copy_only=False)
+        text = pc.if_else(empty, pa.scalar(None, pa.string()), trimmed)
+    cleaned = pd.Series(text.to_numpy(zero_copy_only=False), index=values.index, dtype=object)
+    return cleaned.where(cleaned.notna(), None), blank
+
+
+def _clean_text_slowly(values: pd.Series, trim: bool) -> tuple[pd.Series, np.ndarray]:
+    nul = values.map(lambda v: isinstance(v, str) and "\x00" in v).to_numpy(dtype=bool)
+    values = values.where(~nul, None)
+    blank = np.zeros(len(values), dtype=bool)
+    if trim:
+        stripped = values.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
+        blank = (values.notna() & stripped.isna()).to_numpy()
+        values = stripped.astype(object).where(stripped.notna(), None)
+    return values, blank
 
 
 def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.Series]:
@@ -202,14 +237,9 @@ def coerce_types(frame: pd.DataFrame, entity: Entity) -> tuple[pd.DataFrame, pd.
             continue
         raw = frame[column.name]
         if column.kind == "string":
-            values: pd.Series = _as_text(raw)
-            nul = values.map(lambda v: isinstance(v, str) and "\x00" in v).to_numpy(dtype=bool)
-            if nul.any():
-                values = values.where(~nul, None)
-            if column.name in entity.key or column.name.endswith("_id"):
-                stripped = values.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
-                values = stripped.astype(object).where(stripped.notna(), None)
-                raw = raw.where(values.notna(), None)  # whitespace alone is a missing id, not a bad one
+            is_id = column.name in entity.key or column.name.endswith("_id")
+            values, blank = _clean_text(_as_text(raw), trim=is_id)
+            raw = raw.where(~blank, None)  # whitespace alone is a missing id, not a bad one
         elif column.kind in ("date", "timestamp"):
             values = _timestamps(raw)
         elif column.kind in ("int", "float"):
