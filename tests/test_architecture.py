@@ -153,16 +153,17 @@ def test_transforms_are_pure(module: str) -> None:
 
 def test_nothing_below_the_entry_points_reads_the_environment() -> None:
     """Settings.from_env reads the environment; everything else in the domain package takes a Settings.
-    The one exception sets BLAS thread counts for the forecast's child processes and restores them."""
+    The one exception sets the thread budget's variables (OpenMP, BLAS) for a step and the processes it
+    starts, and restores them."""
     readers = sorted(
         name
         for name, path in MODULES.items()
         if name.startswith("salespulse.")
         and any(word in path.read_text(encoding="utf-8") for word in ("os.environ", "getenv"))
     )
-    assert readers == ["salespulse.config", "salespulse.forecast"]
-    forecast = MODULES["salespulse.forecast"].read_text(encoding="utf-8")
-    assert "SALESPULSE_" not in forecast and "getenv" not in forecast
+    assert readers == ["salespulse.config", "salespulse.threads"]
+    threads = MODULES["salespulse.threads"].read_text(encoding="utf-8")
+    assert "getenv" not in threads and not re.search(r"environ[^\n]*SALESPULSE_", threads)
 
 
 def test_step_modules_are_small_and_each_returns_a_frozen_summary() -> None:

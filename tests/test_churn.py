@@ -62,7 +62,14 @@ def test_no_warnings_when_every_risky_customer_was_already_above_the_threshold()
     assert warned.empty
 
 
-def test_the_classifier_beats_the_p_alive_baseline_on_a_later_holdout() -> None:
+@pytest.mark.parametrize("training_cap", [None, 800])
+def test_the_classifier_beats_the_p_alive_baseline_on_a_later_holdout(
+    training_cap: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also when it learns from a sample of the customers (at scale: MAX_TRAINING_CUSTOMERS), while it is
+    still evaluated on, and scores, every customer."""
+    if training_cap:
+        monkeypatch.setattr("salespulse.churn.MAX_TRAINING_CUSTOMERS", training_cap)
     data = generate_crm(3000, seed=42, defect_rate=0)
     lines = data["order_lines"].merge(data["orders"], on="order_id")
     lines["net_amount"] = lines["quantity"] * lines["unit_price"] * (1 - lines["discount_pct"])

@@ -39,6 +39,18 @@ def test_separated_groups_are_found_and_numbered_by_value() -> None:
     np.testing.assert_allclose(result.profile[FEATURES].to_numpy(), means.to_numpy())
 
 
+def test_choosing_k_on_a_sample_finds_what_fitting_everyone_finds() -> None:
+    """With more customers than ``fit_size`` the candidates are fitted on a sample and the chosen k is
+    refined on everyone: the same k, the same groups, the same numbering, profiles over everyone."""
+    data = _groups(seed=3, n=1_000, noise=0.2)
+    full = fit_clusters(data[FEATURES])
+    sampled = fit_clusters(data[FEATURES], fit_size=300)
+    assert sampled.k == full.k == 3
+    assert (sampled.labels == full.labels).mean() > 0.99
+    assert sampled.profile["customers"].sum() == len(data)
+    np.testing.assert_allclose(sampled.profile[FEATURES], full.profile[FEATURES], rtol=0.05)
+
+
 def test_labels_stay_put_from_one_snapshot_to_the_next() -> None:
     first = fit_clusters(_groups(seed=1)[FEATURES])
     # Next month: other customers of the same kinds, in another order, a little noisier.

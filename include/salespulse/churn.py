@@ -76,6 +76,19 @@ def churn_labels(
     return pd.Series((~bought).astype(int), index=customers, name="churned")
 
 
+# The classifiers learn from at most this many customers (a random sample, both outcomes kept in
+# proportion by chance): six boosted models on every one of a million customers took most of the segments
+# step, and past a few hundred thousand rows more of the same customers add little.
+MAX_TRAINING_CUSTOMERS = 200_000
+
+
+def _fit(features: pd.DataFrame, label: pd.Series, seed: int) -> CalibratedClassifierCV:
+    if len(features) > MAX_TRAINING_CUSTOMERS:
+        rows = np.random.default_rng(seed).choice(len(features), size=MAX_TRAINING_CUSTOMERS, replace=False)
+        features, label = features.iloc[np.sort(rows)], label.iloc[np.sort(rows)]
+    return _classifier(seed).fit(features, label)
+
+
 def _classifier(seed: int) -> CalibratedClassifierCV:
     booster = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)
     return CalibratedClassifierCV(booster, method="sigmoid", cv=3)
@@ -104,7 +117,7 @@ def churn_risk(sales_lines: pd.DataFrame, as_of: date, horizon_days: int = 90, s
     train_label = churn_labels(sales_lines, train.index, train_cutoff, horizon_days)
     if train_label.nunique() < 2 or len(train) < 50:
         raise ValueError("not enough history to train a churn model (need both outcomes and 50 customers)")
-    model = _classifier(seed).fit(train, train_label)
+    model = _fit(train, train_label, seed)
 
     holdout = churn_features(sales_lines, holdout_cutoff)
     holdout_label = churn_labels(sales_lines, holdout.index, holdout_cutoff, horizon_days)
@@ -128,7 +141,7 @@ def churn_risk(sales_lines: pd.DataFrame, as_of: date, horizon_days: int = 90, s
                 "churn_rate": float(holdout_label.mean()),
             }
         )
-    scorer = _classifier(seed).fit(holdout, holdout_label)
+    scorer = _fit(holdout, holdout_label, seed)
     current = churn_features(sales_lines, now)
     probability = pd.Series(
         scorer.predict_proba(current)[:, 1], index=current.index, name="churn_probability"

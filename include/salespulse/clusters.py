@@ -48,23 +48,34 @@ def fit_clusters(
     k_range: range = range(3, 7),
     sample_size: int = 10_000,
     seed: int = 0,
+    fit_size: int = 50_000,
 ) -> ClusterResult:
     """Cluster customers; number the clusters to match ``previous_centroids`` (cluster x FEATURES, in the
-    log1p space) where given."""
+    log1p space) where given.
+
+    k is chosen by silhouette on a sample of ``sample_size``. With more than ``fit_size`` customers the
+    candidates (10 starts each) are fitted on a random ``fit_size`` of them, and the chosen k is then
+    refined on everyone from the sample's centroids (one start): at a million customers, 41 passes over a
+    million rows became one, and the rest run on 50,000."""
     if len(features) < max(k_range) + 1:
         raise ValueError(f"need more than {max(k_range)} customers to cluster, got {len(features)}")
     logged = _log_features(features)
     scaled = StandardScaler().fit_transform(logged)
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(scaled), size=min(sample_size, len(scaled)), replace=False)
+    subsampled = len(scaled) > fit_size
+    fit_rows = rng.choice(len(scaled), size=fit_size, replace=False) if subsampled else slice(None)
     best: tuple[float, int, KMeans] | None = None
     for k in k_range:
-        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scaled)
-        score = float(silhouette_score(scaled[sample], model.labels_[sample]))
+        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scaled[fit_rows])
+        sample_labels = model.predict(scaled[sample]) if subsampled else model.labels_[sample]
+        score = float(silhouette_score(scaled[sample], sample_labels))
         if best is None or score > best[0]:
             best = (score, k, model)
     assert best is not None
     silhouette, k, model = best
+    if subsampled:
+        model = KMeans(n_clusters=k, init=model.cluster_centers_, n_init=1, random_state=seed).fit(scaled)
     raw = model.labels_
     centroids = np.vstack([logged[raw == c].mean(axis=0) for c in range(k)])
     numbering = _stable_numbers(centroids, previous_centroids)
