@@ -228,3 +228,25 @@ def test_a_duckdb_file_locked_too_long_is_a_clear_error(duckdb_url: str) -> None
         engine.connect()
     engine.dispose()
     holder.wait(timeout=30)
+
+
+def test_a_bulk_read_gives_the_rows_a_plain_read_gives(warehouse_url: str) -> None:
+    """``read_sql_file(..., bulk=True)`` takes DuckDB's columnar result instead of rows through SQLAlchemy:
+    the same rows and values, names in any script, parameters bound."""
+    from salespulse.warehouse import _read_bulk, get_engine, read_frame
+
+    sql = (
+        "select * from (values ('C1', '北京贸易', date '2026-01-02', 1.5), "
+        "('C2', 'Müller', date '2026-02-03', null), ('C3', 'x', date '2026-03-04', 2.0)) "
+        "as t (customer_id, customer_name, order_date, amount) "
+        "where order_date < :before"
+    )
+    engine = get_engine(warehouse_url)
+    with engine.connect() as conn:
+        plain = read_frame(conn, sql, {"before": date(2026, 3, 1)})
+        bulk = _read_bulk(conn, sql, {"before": date(2026, 3, 1)})
+    engine.dispose()
+    assert list(bulk["customer_name"]) == ["北京贸易", "Müller"]
+    for frame in (plain, bulk):
+        frame["order_date"] = pd.to_datetime(frame["order_date"])
+    pd.testing.assert_frame_equal(bulk, plain, check_dtype=False)

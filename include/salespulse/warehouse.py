@@ -214,11 +214,30 @@ def read_frame(conn: Connection | Engine, sql: str, params: Mapping[str, Any] | 
 
 
 def read_sql_file(
-    conn: Connection | Engine, relative_path: str, params: Mapping[str, Any] | None = None
+    conn: Connection | Engine, relative_path: str, params: Mapping[str, Any] | None = None, bulk: bool = False
 ) -> pd.DataFrame:
-    """The rows of the one query in a SQL file, with bound parameters (only the ones it names)."""
+    """The rows of the one query in a SQL file, with bound parameters (only the ones it names).
+
+    ``bulk``: a large result (millions of rows). On DuckDB it comes as columns straight from DuckDB's own
+    result (dates as datetime64, text as pandas strings), not row by row through SQLAlchemy: the segments
+    step's 12.4M order lines at a million customers took 26.7 s through ``pd.read_sql`` and 7.5 s so."""
     (statement,) = load_sql(relative_path)
-    return read_frame(conn, statement, _bound(relative_path, text(statement), params))
+    bound = _bound(relative_path, text(statement), params)
+    if not bulk:
+        return read_frame(conn, statement, bound)
+    if isinstance(conn, Engine):
+        with conn.connect() as connection:
+            return _read_bulk(connection, statement, bound)
+    return _read_bulk(conn, statement, bound)
+
+
+def _read_bulk(conn: Connection, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
+    if conn.dialect.name != "duckdb":
+        return read_frame(conn, statement, params)
+    compiled = text(statement).bindparams(**params).compile(dialect=conn.dialect)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(compiled.string, [compiled.params[name] for name in compiled.positiontup or ()])
+    return cursor.df()
 
 
 def replace_rows(

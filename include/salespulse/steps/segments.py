@@ -33,7 +33,7 @@ def build_segments(settings: Settings, as_of: date, run_id: str) -> SegmentsSumm
     """Compute the segments snapshot as of ``as_of`` and store it (replacing that date's snapshot)."""
     started = datetime.now()
     with warehouse(settings) as engine:
-        sales = read_sql_file(engine, "core/select_sales_before.sql", {"as_of": as_of})
+        sales = read_sql_file(engine, "core/select_sales_before.sql", {"as_of": as_of}, bulk=True)
         sales["order_date"] = pd.to_datetime(sales["order_date"])
         previous_centroids = read_sql_file(
             engine, "marts/select_previous_cluster_profile.sql", {"as_of": as_of}
