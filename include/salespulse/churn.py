@@ -84,8 +84,9 @@ MAX_TRAINING_CUSTOMERS = 200_000
 
 def _fit(features: pd.DataFrame, label: pd.Series, seed: int) -> CalibratedClassifierCV:
     if len(features) > MAX_TRAINING_CUSTOMERS:
-        rows = np.random.default_rng(seed).choice(len(features), size=MAX_TRAINING_CUSTOMERS, replace=False)
-        features, label = features.iloc[np.sort(rows)], label.iloc[np.sort(rows)]
+        chosen = np.random.default_rng(seed).choice(len(features), size=MAX_TRAINING_CUSTOMERS, replace=False)
+        rows = np.sort(chosen)
+        features, label = features.iloc[rows], label.iloc[rows]
     return _classifier(seed).fit(features, label)
 
 

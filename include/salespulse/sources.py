@@ -189,6 +189,7 @@ class FileSource:
 
     def extract(self, entity: Entity, window: Window) -> Iterator[pd.DataFrame]:
         files = self.files_for(entity)
+        parquet = files[0].suffix == ".parquet"
         con = duckdb.connect()
         try:
             reader_sql = self._reader(files)
@@ -204,19 +205,19 @@ class FileSource:
             for batch in batches:
                 empty = False
                 yield batch.to_pandas()
-            rejected = rejected_lines(con) if files[0].suffix != ".parquet" else None
+            rejected = None if parquet else rejected_lines(con)
             if rejected is not None:
                 empty = False
                 yield _unreadable_rows(rejected, renames)
             if empty:
                 yield pd.DataFrame(columns=list(renames.values()))
         except duckdb.Error as exc:
-            if files[0].suffix == ".parquet" and "magic bytes" in str(exc):
-                names = [str(f) for f in files]
+            names = [str(f) for f in files]
+            if parquet and "magic bytes" in str(exc):
                 raise UnreadableFile(
                     f"{entity.name}: {names}: not a Parquet file, or a truncated one ({exc})"
                 ) from exc
-            raise SourceError(f"{entity.name}: cannot read {[str(f) for f in files]}: {exc}") from exc
+            raise SourceError(f"{entity.name}: cannot read {names}: {exc}") from exc
         finally:
             con.close()
 
