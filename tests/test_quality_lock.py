@@ -1,5 +1,5 @@
 """Validations that share a Data Docs folder take turns: concurrent ingest tasks and backfills cannot race
-on Great Expectations' file stores."""
+on Great Expectations' file stores. A load in parts keeps every part's result and renders its pages once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 from salespulse.generator import DEFAULT_END, generate_crm
 from salespulse.ingest import coerce_types
 from salespulse.model import get_entity
-from salespulse.quality import GateResult, docs_lock, validate_batch
+from salespulse.quality import DataDocs, GateResult, docs_lock, validate_batch
 
 PARAMETERS = {
     "as_of": pd.Timestamp(DEFAULT_END) + pd.Timedelta(days=1),
@@ -68,3 +68,37 @@ def test_two_processes_validating_into_one_folder_both_succeed(tmp_path: Path) -
         assert worker.returncode == 0 and out.strip().endswith("ok"), err[-3000:]
     validations = list((tmp_path / "gx" / "gx" / "uncommitted" / "validations").rglob("*.json"))
     assert len(validations) == 8
+
+
+def _pages(docs: Path) -> list[Path]:
+    return sorted((docs / "gx" / "uncommitted" / "data_docs").rglob("validations/**/*.html"))
+
+
+def test_a_load_in_parts_renders_every_parts_page_once_at_its_last_part(tmp_path: Path) -> None:
+    docs = DataDocs(tmp_path / "gx")
+    frame = _products()
+    for part in range(2):
+        gate = validate_batch("products", frame, PARAMETERS, docs_root=docs, render_docs=False)
+        assert gate.data_docs is None and len(docs.unrendered) == part + 1
+    assert _pages(docs.root) == []
+    last = validate_batch("products", frame, PARAMETERS, docs_root=docs, render_docs=True)
+    assert last.data_docs and docs.unrendered == []
+    assert len(_pages(docs.root)) == 3
+    assert len(list((docs.root / "gx" / "uncommitted" / "validations").rglob("*.json"))) == 3
+
+
+def test_a_part_that_stops_the_load_renders_its_pages_at_once(tmp_path: Path) -> None:
+    """The alert about a stopped load links to Data Docs; the page must be there, last part or not."""
+    crm = generate_crm(n_customers=30, seed=1)
+    orders, _ = coerce_types(crm["orders"], get_entity("orders"))
+    known = {"known_customer_ids": set(crm["customers"]["customer_id"])}
+    docs = DataDocs(tmp_path / "gx")
+    validate_batch("orders", orders, PARAMETERS, docs_root=docs, render_docs=False, references=known)
+    # None of these customers is known: far more than 5% of the orders, so the batch is broken.
+    unknown = {"known_customer_ids": set()}
+    stopped = validate_batch(
+        "orders", orders, PARAMETERS, docs_root=docs, render_docs=False, references=unknown
+    )
+    assert not stopped.passed
+    assert stopped.data_docs and docs.unrendered == []
+    assert len(_pages(docs.root)) == 2

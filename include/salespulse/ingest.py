@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, text
 from salespulse.errors import EntityNotProvided, PermanentError
 from salespulse.mapping import COPY_COLUMN
 from salespulse.model import LOAD_METADATA, Entity, get_entity
-from salespulse.quality import DataQualityError, GateResult, load_suite_document, validate_batch
+from salespulse.quality import DataDocs, DataQualityError, GateResult, load_suite_document, validate_batch
 from salespulse.slices import Spill
 from salespulse.sources import UNREADABLE_LINE, Source, Window, normalize_header
 from salespulse.warehouse import bulk_insert, check_identifier, read_frame, read_matching, run_sql_file
@@ -411,7 +411,7 @@ def load_entity(
     as_of: date,
     run_id: str,
     source: str,
-    docs_root: Path | None = None,
+    docs_root: Path | DataDocs | None = None,
     batch: BatchInfo | None = None,
 ) -> LoadResult:
     """Gate one entity's extract and load it, as of ``as_of`` (rows updated before that day).
@@ -463,6 +463,7 @@ def load_entity(
         as_of=as_of,
         references=references,
         docs_root=docs_root,
+        render_docs=batch.last_part,
     )
     history = gate.history.assign(batch_id=batch_id)
     validate_seconds = time.perf_counter() - validate_started
@@ -680,6 +681,7 @@ def ingest_from_source(
             len(parts),
         )
         results: list[LoadResult] = []
+        docs = DataDocs(docs_root) if docs_root is not None else None  # rendered once, at the last part
         for part in parts:
             part_started = time.perf_counter()
             frame = spill.read(part)
@@ -691,9 +693,7 @@ def ingest_from_source(
                 part=part.number,
                 parts=len(parts),
             )
-            results.append(
-                load_entity(engine, entity.name, frame, as_of, run_id, description, docs_root, info)
-            )
+            results.append(load_entity(engine, entity.name, frame, as_of, run_id, description, docs, info))
             del frame
     return set_aside.report(
         LoadResult(
