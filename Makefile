@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 DEMO_CUSTOMERS ?= 3000
 DEMO_MONTHS ?= 4
+# Test worker processes (pytest-xdist; tests are handed out as workers free up). 0 runs in this process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
 
 .PHONY: setup demo test test-fast lint typecheck pytest pytest-fast bench bench-e2e bench-reference lock clean
 
@@ -32,14 +35,14 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 test: lint typecheck pytest
 
 # Tests that need PostgreSQL, real DAG runs or ../shared/data, or run the whole chain of steps, are marked
 # (tests/conftest.py, pyproject.toml) and left out here.
 pytest-fast: setup
-	$(BIN)/python -m pytest -m "not postgres and not airflow and not real_data and not chain"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not postgres and not airflow and not real_data and not chain"
 
 test-fast: lint typecheck pytest-fast
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -99,8 +100,18 @@ def small_exports(small_crm: CrmDataset, tmp_path_factory: pytest.TempPathFactor
     return folder
 
 
+_BAD_INPUT: Counter[str] = Counter()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Adds up the bad-input suite's outcomes from the reports (with ``-n``, they come from the workers)."""
+    if report.when == "teardown":
+        _BAD_INPUT.update(value for key, value in report.user_properties if key == "bad_input")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The bad-input suite's tally, when it ran: kinds tried, handled, silent, unclear."""
-    module = sys.modules.get("tests.test_bad_input")
-    if module is not None and sum(module.OUTCOMES.values()):
-        terminalreporter.write_line(module.summary_line())
+    if sum(_BAD_INPUT.values()):
+        from tests.test_bad_input import summary_line
+
+        terminalreporter.write_line(summary_line(_BAD_INPUT))

@@ -14,7 +14,7 @@ import gzip
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -214,13 +214,23 @@ def crm() -> CrmDataset:
     return generate_crm(n_customers=12, seed=5, defect_rate=0)
 
 
-def summary_line() -> str:
+@pytest.fixture(autouse=True)
+def _tally(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test's outcome goes on its report (``bad_input``), so tests/conftest.py can add them up in the
+    process that prints the summary, whichever worker process ran the test."""
+    before = OUTCOMES.copy()
+    yield
+    for outcome, runs in (OUTCOMES - before).items():
+        request.node.user_properties.extend([("bad_input", outcome)] * runs)
+
+
+def summary_line(outcomes: Counter[str]) -> str:
     """The bad-input suite's closing line (printed by tests/conftest.py at the end of the session)."""
     kinds = len(ALL_KINDS) + len(UNREADABLE_FILES) + len(BROKEN_LINES) + 1  # and the row dated 2099
     return (
-        f"bad input: {kinds} kinds, {sum(OUTCOMES.values())} runs over formats and engines tried: "
-        f"{OUTCOMES['handled']} handled (loaded as meant, quarantined or stopped by the named rule, or a "
-        f"clear error naming the file), {OUTCOMES['silent']} silent, {OUTCOMES['unclear']} unclear"
+        f"bad input: {kinds} kinds, {sum(outcomes.values())} runs over formats and engines tried: "
+        f"{outcomes['handled']} handled (loaded as meant, quarantined or stopped by the named rule, or a "
+        f"clear error naming the file), {outcomes['silent']} silent, {outcomes['unclear']} unclear"
     )
 
 
