@@ -1,8 +1,9 @@
 """The whole chain at scale, timed stage by stage: ``make bench-e2e``.
 
 For each size (customers) and engine: generate a CRM once (cached under ``.data/bench-e2e/``, Parquet
-exports), then run every step for one as-of date in the order the DAGs run them, each stage in a process of
-its own so that its peak memory (max RSS) is its own:
+exports written in parts of 100,000 customers, so generating holds one part in memory), then run every
+step for one as-of date in the order the DAGs run them, each stage in a process of its own so that its
+peak memory (max RSS) is its own:
 
     ingest (prepare + every entity) -> segments -> forecast (prepare, partitions, publish) -> funnel
     -> variance -> report
@@ -39,7 +40,7 @@ GOALS = {"total_1000000": 300.0, "rss_gb_1000000": 4.0, "segments_1000000": 60.0
 
 def exports_for(customers: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """The cached exports of a generated CRM, generated on first use; and how long generating took."""
-    folder = CACHE / f"crm-{customers}-{seed}"
+    folder = CACHE / f"crm-{customers}-{seed}-parts"
     done = folder / "generated.json"
     if done.exists():
         return folder, json.loads(done.read_text())
@@ -68,11 +69,10 @@ def run_stage(stage: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def _stage(stage: str, arguments: dict[str, Any]) -> int:
     if stage == "generate":
-        from salespulse.generator import generate_crm
+        from salespulse.generator import write_crm_in_parts
 
-        crm = generate_crm(n_customers=arguments["customers"], seed=arguments["seed"])
-        crm.write_exports(Path(arguments["folder"]), ("parquet",))
-        return sum(len(frame) for frame in crm.tables.values())
+        counts = write_crm_in_parts(Path(arguments["folder"]), arguments["customers"], arguments["seed"])
+        return sum(counts.values())
 
     from salespulse.config import Settings
     from salespulse.model import load_order

@@ -158,3 +158,38 @@ def test_scales_to_many_customers_without_python_loops() -> None:
     assert len(data["customers"]) >= 20_000
     assert len(data["order_lines"]) > 100_000
     assert np.isfinite(data["order_lines"]["unit_price"]).all()
+
+
+def test_a_crm_written_in_parts_has_unique_ids_whole_references_and_loads(tmp_path: Path) -> None:
+    """The bounded-memory writer (bench/e2e.py at a million customers): three populations, one export."""
+    from salespulse.generator import write_crm_in_parts
+    from salespulse.schema import create_schema
+    from salespulse.sources import FileSource
+    from salespulse.warehouse import get_engine, read_frame
+    from tests.helpers import ingest_all
+
+    counts = write_crm_in_parts(tmp_path / "crm", n_customers=90, seed=3, part_customers=30)
+    read = {
+        e.name: pd.read_parquet(tmp_path / "crm" / e.name)
+        if (tmp_path / "crm" / e.name).is_dir()
+        else pd.read_parquet(tmp_path / "crm" / f"{e.name}.parquet")
+        for e in ENTITIES
+    }
+    assert counts == {name: len(frame) for name, frame in read.items()}
+    assert len(list((tmp_path / "crm" / "orders").glob("part-*.parquet"))) == 3
+    customers, orders = read["customers"], read["orders"]
+    assert customers["customer_id"].is_unique and orders["order_id"].is_unique
+    assert read["interactions"]["interaction_id"].is_unique
+    assert customers["customer_id"].str.match(r"^C0[0-2]-\d{7}$").all()
+    # References stay inside their part: only the injected unknown customers (X...) point nowhere.
+    dangling = ~orders["customer_id"].isin(customers["customer_id"])
+    assert orders.loc[dangling, "customer_id"].str.startswith("X").all()
+    assert read["order_lines"]["order_id"].isin(orders["order_id"]).all()
+    assert set(read["order_lines"]["product_id"]) <= set(read["products"]["product_id"])
+    # Targets are summed over the parts: one row per period and member.
+    assert not read["sales_targets"].duplicated(["period_start", "level", "member"]).any()
+    engine = get_engine(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    create_schema(engine)
+    ingest_all(engine, FileSource(tmp_path / "crm"), date(2026, 11, 1), "parts")
+    loaded = read_frame(engine, "select entity, sum(rows_read) as n from audit.load_batches group by entity")
+    assert dict(zip(loaded["entity"], loaded["n"].astype(int), strict=True)) == counts
