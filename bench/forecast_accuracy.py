@@ -1,5 +1,8 @@
 """Forecast accuracy and throughput: SalesPulse's backtest-selected forecasts against seasonal naive and
-statsforecast's AutoETS, on the same series and the same hold-out, in one run.
+statsforecast's AutoETS and AutoTheta, on the same series and the same hold-out, in one run.
+
+- **M3 monthly** (:func:`m3_monthly`): the M3 competition's 1,428 monthly series from ``../shared/data``,
+  fitted on their history and scored on the 18 months the competition held out.
 
 - **Synthetic monthly series** (:func:`synthetic_series`): 4 years each, the last ``horizon`` months held
   out. Scales from 100 to 1M; trends up and down; seasonal profiles of random shape and strength; noise from
@@ -9,9 +12,10 @@ statsforecast's AutoETS, on the same series and the same hold-out, in one run.
   second season, so no model here can use a yearly season.
 
 Scores, over the hold-out: MASE per series (mean absolute error over the in-sample MAE of the seasonal naive,
-or the naive when there is no full season), its mean and median over series; WAPE over all series; the share
-of hold-out values inside the 80% and 95% intervals. Forecasts are clipped at zero for every method, as
-revenue is never negative.
+or the naive when there is no full season), its mean and median over series; sMAPE as the M3 competition
+reported it (mean of 200 |y - f| / (|y| + |f|), in %); WAPE over all series; the share of hold-out values
+inside the 80% and 95% intervals, overall and per horizon bucket (leads 1-3, 4-12, 13+). Forecasts are
+clipped at zero for every method, as revenue is never negative.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from salespulse.forecast import forecast_filled, forecast_series, mase_scale
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 ONLINE_RETAIL = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail_2010_2011.parquet"
+M3_MONTHLY = ROOT.parent / "shared" / "data" / "m3_monthly" / "m3_monthly.parquet"
+HORIZON_BUCKETS = {"1-3": (1, 3), "4-12": (4, 12), "13+": (13, 10_000)}
+REFERENCE_MODELS = ("AutoETS", "AutoTheta")
 
 
 def synthetic_series(n_series: int, months: int = 48, seed: int = 0) -> pd.DataFrame:
@@ -72,6 +79,15 @@ def online_retail_weekly(path: Path = ONLINE_RETAIL, min_weeks: int = 40) -> pd.
     out = pd.concat(frames, ignore_index=True)
     out["revenue"] = out["revenue"].fillna(0.0).clip(lower=0.0)
     return out
+
+
+def m3_monthly(path: Path = M3_MONTHLY) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The M3 monthly series as (history, hold-out) in the long form the pipeline reads."""
+    m3 = pd.read_parquet(path).rename(columns={"ds": "period_start", "y": "revenue"})
+    m3["period_start"] = pd.to_datetime(m3["period_start"]).astype("datetime64[ns]")
+    columns = ["series_id", "period_start", "revenue"]
+    history = m3.loc[~m3["is_test"], columns].reset_index(drop=True)
+    return history, m3.loc[m3["is_test"], columns].reset_index(drop=True)
 
 
 def split(series: pd.DataFrame, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -122,10 +138,11 @@ def seasonal_naive(history: pd.DataFrame, horizon: int, season_length: int, freq
     return pd.concat(frames, ignore_index=True)
 
 
-def autoets(
-    history: pd.DataFrame, horizon: int, season_length: int, freq: str, jobs: int = 1
+def reference(
+    history: pd.DataFrame, horizon: int, season_length: int, freq: str, model: str = "AutoETS", jobs: int = 1
 ) -> tuple[pd.DataFrame, float]:
-    """statsforecast's AutoETS, run by ``bench/reference_autoets.py`` in the benchmark's own virtualenv."""
+    """statsforecast's ``model`` (AutoETS, AutoTheta), run by ``bench/reference_models.py`` in the benchmark's
+    own virtualenv."""
     if not REFERENCE_PYTHON.exists():
         raise FileNotFoundError(f"{REFERENCE_PYTHON} is missing: run `make bench-reference` first")
     with tempfile.TemporaryDirectory() as folder:
@@ -133,12 +150,12 @@ def autoets(
         history.to_parquet(source, index=False)
         command = [
             str(REFERENCE_PYTHON),
-            str(ROOT / "bench" / "reference_autoets.py"),
+            str(ROOT / "bench" / "reference_models.py"),
             str(source),
             str(target),
         ]
         command += ["--horizon", str(horizon), "--season-length", str(season_length), "--freq", freq]
-        command += ["--jobs", str(jobs)]
+        command += ["--jobs", str(jobs), "--model", model]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         forecasts = pd.read_parquet(target)
     return forecasts, float(json.loads(output.strip().splitlines()[-1])["seconds"])
@@ -158,17 +175,26 @@ def score(forecasts: pd.DataFrame, history: pd.DataFrame, holdout: pd.DataFrame,
     }
     per_series = joined.groupby("series_id")["abs_error"].mean() / pd.Series(scales)
     per_series = per_series.replace([np.inf, -np.inf], np.nan).dropna()
+    denominator = joined["revenue"].abs() + joined["forecast"].abs()
+    smape = (200 * joined["abs_error"] / denominator).where(denominator > 0, 0.0)
     out = {
         "series": int(joined["series_id"].nunique()),
         "series_scored": int(len(per_series)),
         "mase_mean": float(per_series.mean()),
         "mase_median": float(per_series.median()),
+        "smape": float(smape.mean()),
         "wape": float(joined["abs_error"].sum() / joined["revenue"].abs().sum()),
     }
     if "lo80" in joined:
+        lead = joined.groupby("series_id")["period_start"].rank(method="first").astype(int)
         for level in ("80", "95"):
             lo, hi = joined[f"lo{level}"].clip(lower=0.0), joined[f"hi{level}"]
-            out[f"coverage{level}"] = float(((lo <= joined["revenue"]) & (joined["revenue"] <= hi)).mean())
+            inside = (lo <= joined["revenue"]) & (joined["revenue"] <= hi)
+            out[f"coverage{level}"] = float(inside.mean())
+            for bucket, (first, last) in HORIZON_BUCKETS.items():
+                in_bucket = lead.between(first, last)
+                if in_bucket.any():
+                    out[f"coverage{level}_h{bucket}"] = float(inside[in_bucket].mean())
     return out
 
 
@@ -179,28 +205,38 @@ def compare(
     season_length: int,
     freq: str,
 ) -> dict:
-    """Score SalesPulse, seasonal naive and AutoETS on one split. AutoETS gets the season length only when
-    the history holds two seasons (it would refuse otherwise)."""
+    """Score SalesPulse, seasonal naive, AutoETS and AutoTheta on one split. The references get the season
+    length only when every history holds two seasons (AutoETS would refuse otherwise)."""
     (history, holdout), (ours_forecasts, ours_seconds) = split_frames, ours
     n_series = history["series_id"].nunique()
     periods = history.groupby("series_id").size().min()
     reference_season = season_length if periods >= 2 * season_length else 1
-    reference, reference_seconds = autoets(history, horizon, reference_season, freq)
     baseline = seasonal_naive(history, horizon, season_length, freq)
     models = ours_forecasts.drop_duplicates("series_id")["model"].value_counts()
-    return {
+    out = {
         "salespulse": score(ours_forecasts, history, holdout, season_length)
         | {"seconds": ours_seconds, "series_per_second": n_series / ours_seconds, "models": models.to_dict()},
         "seasonal_naive": score(baseline, history, holdout, season_length),
-        "autoets": score(reference, history, holdout, season_length)
-        | {"seconds": reference_seconds, "series_per_second": n_series / reference_seconds},
     }
+    for model in REFERENCE_MODELS:
+        forecasts, seconds = reference(history, horizon, reference_season, freq, model)
+        out[model.lower()] = score(forecasts, history, holdout, season_length) | {
+            "seconds": seconds,
+            "series_per_second": n_series / seconds,
+        }
+    return out
 
 
 def run_synthetic(n_series: int, workers: int, horizon: int = 6, seed: int = 2024) -> dict:
     """The accuracy comparison on synthetic series. The default seed is not the one the model choices were
     tuned on (seed 0, the first 200 series), so the figures are out of sample."""
     history, holdout = split(synthetic_series(n_series, seed=seed), horizon)
+    return compare((history, holdout), salespulse_monthly(history, horizon, workers), horizon, 12, "MS")
+
+
+def run_m3(workers: int, horizon: int = 18) -> dict:
+    """The M3 competition's monthly series, scored on the 18 months it held out."""
+    history, holdout = m3_monthly()
     return compare((history, holdout), salespulse_monthly(history, horizon, workers), horizon, 12, "MS")
 
 
