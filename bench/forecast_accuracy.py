@@ -82,9 +82,18 @@ def online_retail_weekly(path: Path = ONLINE_RETAIL, min_weeks: int = 40) -> pd.
 
 
 def m3_monthly(path: Path = M3_MONTHLY) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The M3 monthly series as (history, hold-out) in the long form the pipeline reads."""
-    m3 = pd.read_parquet(path).rename(columns={"ds": "period_start", "y": "revenue"})
-    m3["period_start"] = pd.to_datetime(m3["period_start"]).astype("datetime64[ns]")
+    """The M3 monthly series as (history, hold-out) in the long form the pipeline reads.
+
+    The series end in different months, and the pipeline forecasts every series from one as-of date, so
+    each is moved whole onto a calendar whose history ends in December 2020 (a shift by whole months; every
+    model here, the references included, reads a season by position, not by the month's name)."""
+    m3 = pd.read_parquet(path).sort_values(["series_id", "ds"])
+    position = m3.groupby("series_id").cumcount()
+    history_length = m3.groupby("series_id")["is_test"].transform(lambda test: int((~test).sum()))
+    months = (position - history_length + 1).to_numpy()  # 0 for the last history month
+    last = pd.Period("2020-12", freq="M")
+    m3["period_start"] = [(last + int(k)).to_timestamp() for k in months]
+    m3 = m3.rename(columns={"y": "revenue"})
     columns = ["series_id", "period_start", "revenue"]
     history = m3.loc[~m3["is_test"], columns].reset_index(drop=True)
     return history, m3.loc[m3["is_test"], columns].reset_index(drop=True)

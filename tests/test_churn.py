@@ -52,6 +52,25 @@ def test_warnings_are_valuable_customers_who_crossed_the_threshold() -> None:
     assert warned["previous_probability"].isna().tolist() == [False, True]
 
 
+def test_warnings_leave_out_customers_already_gone_or_worth_nothing_ahead() -> None:
+    """The 1M-customer demo warned of 126,682 "high-value customers newly at risk", each at 100% risk with
+    a 12-month CLV of 0: long-gone big spenders. A warning names customers someone can still keep."""
+    current = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "E", "F"],
+            "value_tier": ["high"] * 6,
+            "churn_probability": [0.8, 0.9, 0.95, 0.7, 0.6, 0.99],
+            "lifecycle_stage": ["at risk", "churned", "active", "at risk", "new", "churned"],
+            "clv_12m": [500.0, 800.0, 0.0, 40.0, 300.0, 0.0001],
+        }
+    )
+    previous = pd.DataFrame({"customer_id": list("ABCDEF"), "churn_probability": [0.1] * 6})
+    # B and F are churned (past four cadences, or P(alive) < 0.2); C expects nothing in the next 12 months;
+    # D and E are below the snapshot's top fifth by CLV (the 80th percentile of these six is 500).
+    assert churn_warnings(current, previous)["customer_id"].tolist() == ["A"]
+    assert churn_warnings(current, previous, clv_quantile=0.0)["customer_id"].tolist() == ["A", "D", "E"]
+
+
 def test_no_warnings_when_every_risky_customer_was_already_above_the_threshold() -> None:
     """Found by the end-to-end run: an empty result used to come back as rows of previous scores only."""
     current = pd.DataFrame(

@@ -155,15 +155,31 @@ def churn_warnings(
     previous: pd.DataFrame | None,
     threshold: float = 0.5,
     tiers: tuple[str, ...] = ("high",),
+    clv_quantile: float = 0.8,
 ) -> pd.DataFrame:
-    """Valuable customers whose churn risk crossed ``threshold`` since the previous snapshot.
+    """Valuable customers, still plausibly active, whose churn risk crossed ``threshold`` since the previous
+    snapshot: the ones a warning can still do something about.
 
-    ``current`` and ``previous`` have customer_id, value_tier and churn_probability. A customer with no
-    previous score who is above the threshold counts as crossing it. With no previous snapshot at all (the
-    first one) nothing has crossed anything: every risky customer would be "new", so there are no warnings;
-    the scores are in the snapshot itself.
+    ``current`` and ``previous`` have customer_id, value_tier and churn_probability. When ``current`` has
+    them, two more conditions apply:
+
+    - ``lifecycle_stage`` is not "churned": a customer whose last purchase is more than four of their own
+      cadences ago, or whose P(alive) is below 0.2 (:class:`salespulse.segments.ClassThresholds`), is gone
+      already; a warning about them names nobody anyone can keep.
+    - ``clv_12m`` is above zero and among the top ``1 - clv_quantile`` of the snapshot (by default the top
+      fifth): valuable for the next twelve months, not only in the past.
+
+    A customer with no previous score who is above the threshold counts as crossing it. With no previous
+    snapshot at all (the first one) nothing has crossed anything: every risky customer would be "new", so
+    there are no warnings; the scores are in the snapshot itself.
     """
-    now = current[current["value_tier"].isin(tiers) & (current["churn_probability"] >= threshold)]
+    eligible = current["value_tier"].isin(tiers) & (current["churn_probability"] >= threshold)
+    if "lifecycle_stage" in current:
+        eligible &= current["lifecycle_stage"] != "churned"
+    if "clv_12m" in current and current["clv_12m"].notna().any():
+        clv = current["clv_12m"]
+        eligible &= (clv > 0) & (clv >= clv.quantile(clv_quantile))
+    now = current[eligible]
     if previous is None or previous.empty:
         return now.iloc[:0].assign(previous_probability=pd.Series(dtype=float))
     before = (
