@@ -7,9 +7,11 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from salespulse.generator import DEFAULT_END, generate_crm
 from salespulse.ingest import coerce_types
@@ -102,3 +104,34 @@ def test_a_part_that_stops_the_load_renders_its_pages_at_once(tmp_path: Path) ->
     assert not stopped.passed
     assert stopped.data_docs and docs.unrendered == []
     assert len(_pages(docs.root)) == 2
+
+
+def test_a_load_in_parts_that_fails_after_validating_still_renders_those_parts(
+    small_exports: Path, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Part 2 is validated, then its write fails: the error is the write's, and the pages of both validated
+    parts are there (the next load would not render them: it knows only its own parts)."""
+    from salespulse import ingest
+    from salespulse.schema import create_schema
+    from salespulse.sources import FileSource
+    from salespulse.warehouse import get_engine
+
+    engine = get_engine(duckdb_url)
+    create_schema(engine)
+    source, docs = FileSource(small_exports), tmp_path / "gx"
+    ingest.ingest_from_source(engine, source, "customers", date(2026, 11, 1), "r", docs_root=docs)
+    delete_batch = ingest._delete_batch
+
+    def fail_at_part_two(conn, entity, as_of, batch):  # type: ignore[no-untyped-def]
+        if batch.part == 2:
+            raise ConnectionError("the warehouse went away")
+        delete_batch(conn, entity, as_of, batch)
+
+    monkeypatch.setattr(ingest, "_delete_batch", fail_at_part_two)
+    before = len(_pages(docs))
+    with pytest.raises(ConnectionError, match="went away"):
+        ingest.ingest_from_source(
+            engine, source, "orders", date(2026, 11, 1), "r", docs_root=docs, max_batch_rows=700
+        )
+    assert len(_pages(docs)) == before + 2
+    engine.dispose()

@@ -599,6 +599,17 @@ def previous_watermark(conn: Connection, entity: Entity, as_of: date) -> datetim
     return pd.Timestamp(found["watermark_after"].iloc[0]).to_pydatetime()
 
 
+def _render_what_is_left(docs: DataDocs | None, entity: Entity) -> None:
+    """A load in parts that ended early (a failed write, a lost connection) still gets the pages of the
+    parts it validated; a failure to render is logged, never put in place of the load's own error."""
+    if docs is None or not docs.unrendered:
+        return
+    try:
+        docs.render()
+    except Exception:
+        log.exception("%s: Data Docs of %d validated part(s) not rendered", entity.name, len(docs.unrendered))
+
+
 def ingest_from_source(
     engine: Engine,
     source: Source,
@@ -682,19 +693,25 @@ def ingest_from_source(
         )
         results: list[LoadResult] = []
         docs = DataDocs(docs_root) if docs_root is not None else None  # rendered once, at the last part
-        for part in parts:
-            part_started = time.perf_counter()
-            frame = spill.read(part)
-            before = watermark if part.number == 1 else results[-1].watermark_after
-            info = BatchInfo(
-                full_refresh=watermark is None,
-                watermark_before=before,
-                extract_seconds=extract_seconds if part.number == 1 else time.perf_counter() - part_started,
-                part=part.number,
-                parts=len(parts),
-            )
-            results.append(load_entity(engine, entity.name, frame, as_of, run_id, description, docs, info))
-            del frame
+        try:
+            for part in parts:
+                part_started = time.perf_counter()
+                frame = spill.read(part)
+                info = BatchInfo(
+                    full_refresh=watermark is None,
+                    watermark_before=watermark if part.number == 1 else results[-1].watermark_after,
+                    extract_seconds=extract_seconds
+                    if part.number == 1
+                    else time.perf_counter() - part_started,
+                    part=part.number,
+                    parts=len(parts),
+                )
+                results.append(
+                    load_entity(engine, entity.name, frame, as_of, run_id, description, docs, info)
+                )
+                del frame
+        finally:
+            _render_what_is_left(docs, entity)
     return set_aside.report(
         LoadResult(
             entity=entity.name,
