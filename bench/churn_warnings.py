@@ -5,7 +5,8 @@
 
 For each as-of date: a segments snapshot 61 days earlier gives the previous scores, the snapshot at the date
 the current ones; the warnings are counted once with value tier and churn probability alone (the old rule)
-and once with lifecycle stage and 12-month CLV too (the rule now).
+and once with lifecycle stage and 12-month CLV too (the rule now). The churn models' holdout scores are
+printed too.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ def completed_lines(path: Path = ONLINE_RETAIL) -> pd.DataFrame:
 
 def main() -> int:
     lines = completed_lines()
-    print("as of       rule  named  of customers  median clv_12m  longest recency, days  stages")
     for as_of in (date(2011, 10, 1), date(2011, 12, 1)):
         previous = segment_snapshot(lines, as_of - timedelta(days=61)).customers
         scores = previous[["customer_id", "churn_probability"]]
-        current = segment_snapshot(lines, as_of, previous_scores=scores).customers
+        snapshot = segment_snapshot(lines, as_of, previous_scores=scores)
+        current = snapshot.customers
+        print(f"{as_of}  churn models on the holdout (served: {snapshot.model.get('churn_served')}):")
+        print(snapshot.churn_evaluation.round(3).to_string(index=False))
+        print("as of       rule  named  of customers  median clv_12m  longest recency, days  stages")
         rules = {
             "old": churn_warnings(current[["customer_id", "value_tier", "churn_probability"]], scores),
             "now": churn_warnings(current, scores),

@@ -325,7 +325,7 @@ def test_every_scored_customer_has_tier_class_stage_clv_cluster_and_churn_risk(c
     assert segments["p_alive"].between(0, 1).all() and (segments["clv_12m"] >= 0).all()
     assert segments["churn_probability"].between(0, 1).all()
     evaluation = read_frame(engine, "select model, roc_auc from marts.churn_model_evaluation")
-    assert set(evaluation["model"]) == {"gradient_boosting_calibrated", "bgnbd_1_minus_p_alive"}
+    assert set(evaluation["model"]) == {"gradient_boosting_calibrated", "bgnbd_no_purchase_in_window"}
     assert segments["cluster"].notna().all()
     profile = read_frame(
         engine,

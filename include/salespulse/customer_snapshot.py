@@ -91,6 +91,7 @@ def segment_snapshot(
         model["churn"] = (
             evaluation.set_index("model")[["roc_auc", "pr_auc", "brier"]].round(4).to_dict("index")
         )
+        model["churn_served"] = churn.served
         warnings = churn_warnings(rfm, previous_scores)[
             ["customer_id", "value_tier", "churn_probability", "previous_probability", "clv_12m"]
         ]

@@ -186,7 +186,7 @@ create table if not exists marts.fct_variance (
 
 alter table marts.customer_rfm add column if not exists churn_probability double precision;
 
--- How the churn model did on its later holdout period, next to the P(alive) baseline.
+-- How the churn model did on its later holdout period, next to the BG/NBD baseline (its chance of no purchase in the window).
 create table if not exists marts.churn_model_evaluation (
     snapshot_date date not null,
     model varchar not null,
