@@ -58,6 +58,17 @@ def test_times_outside_the_nanosecond_range_are_left_as_they_are_and_still_judge
     assert gate.failed_rules.to_dict() == EXPECTED
 
 
+def test_a_column_with_no_value_at_all_is_judged_not_a_crash() -> None:
+    """An export whose quantities are all unreadable types as an Int64 column of nothing but nulls."""
+    empty = _lines().assign(
+        quantity=pd.array([None] * 5, dtype="Int64"),
+        updated_at=pd.Series([pd.NaT] * 5, dtype="datetime64[us]"),
+    )
+    assert str(_vectorisable(empty)["quantity"].dtype) == "float64"
+    gate = validate_batch("order_lines", empty, PARAMETERS, references=REFERENCES)
+    assert gate.failed_rules.str.contains("quantity_present").all()
+
+
 def test_failing_row_ids_become_sorted_reasons_per_row() -> None:
     failed = _failed_rules(4, {"zeta": [3, 1, 3], "alpha": [1], "mid": []})
     assert failed.tolist() == ["", "alpha;zeta", "", "zeta"]
