@@ -86,9 +86,32 @@ def test_every_table_and_view_of_every_layer_has_rows(chain: ChainRun) -> None:
     assert {name.split(".")[0] for name in counts} == set(LAYERS)
     # (Per-entity quarantine views are empty for entities with nothing held back.)
     empty = [name for name, n in counts.items() if n == 0 and not name.startswith("quality.quarantine_")]
-    # the work tables, emptied once each run's snapshot is published
-    assert empty == ["marts.forecast_partitions", "marts.forecast_staging"]
+    # The work tables, emptied once each run's snapshot is published; and the churn warnings, which may
+    # rightly name nobody (test_churn_warnings_are_the_customers_the_rule_names checks them).
+    may_be_empty = {"marts.churn_warnings", "reporting.churn_warnings"}
+    assert sorted(set(empty) - may_be_empty) == ["marts.forecast_partitions", "marts.forecast_staging"]
     assert counts["quality.quarantine_orders"] > 0 and counts["quality.quarantine_order_lines"] > 0
+
+
+@pytest.mark.airflow
+def test_churn_warnings_are_the_customers_the_rule_names(chain: ChainRun) -> None:
+    """The latest snapshot's warnings are exactly the customers the rule picks from the two stored
+    snapshots (still active, valuable ahead, risk newly past 50%), none or many."""
+    from salespulse.churn import churn_warnings
+
+    rfm = read_frame(
+        chain.engine,
+        "select snapshot_date, customer_id, value_tier, lifecycle_stage, clv_12m, churn_probability "
+        "from marts.customer_rfm",
+    )
+    dates = sorted(rfm["snapshot_date"].unique())
+    assert len(dates) == 2 and rfm["churn_probability"].notna().any()
+    current = rfm[rfm["snapshot_date"] == dates[1]]
+    previous = rfm.loc[rfm["snapshot_date"] == dates[0], ["customer_id", "churn_probability"]]
+    stored = read_frame(chain.engine, "select snapshot_date, customer_id from marts.churn_warnings")
+    assert (stored["snapshot_date"] == dates[1]).all()  # the first snapshot warns of nobody
+    expected = churn_warnings(current.reset_index(drop=True), previous)
+    assert sorted(stored["customer_id"]) == sorted(expected["customer_id"])
 
 
 @pytest.mark.airflow
