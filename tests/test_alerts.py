@@ -269,7 +269,8 @@ def test_flagged_variances_reach_every_channel_in_one_summary_per_run(
     airflow_db, alert_channels, duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The variance_report DAG on June 2026 of the hand-worked example (tests/test_variance.py): four flagged
-    comparisons, one message per channel naming them and the report."""
+    comparisons (each series' target missed at both leads), one message per channel naming them and the
+    report."""
     from airflow.dag_processing.dagbag import DagBag
 
     from salespulse.schema import create_schema
@@ -296,7 +297,7 @@ def test_flagged_variances_reach_every_channel_in_one_summary_per_run(
     alert = webhook[0]
     assert alert["kind"] == "variance" and alert["period"] == "2026-06-01"
     assert alert["total"] == 4 and alert["facts"] == 4
-    assert alert["flags"] == {"variance": 4, "tracking_signal": 0, "interval": 0, "target": 2}
+    assert alert["flags"] == {"forecast": 0, "interval": 0, "tracking_signal": 0, "target": 4}
     assert {row["series_id"] for row in alert["flagged"]} == {"region:EMEA", "sales_owner:王芳"}
     assert alert["report"].endswith("reports/2026-06/index.html") and Path(alert["report"]).exists()
     assert "sales_owner:王芳" in slack[0]["text"]

@@ -65,25 +65,32 @@ def test_incremental_load_settings() -> None:
     assert Settings.from_env({}).max_batch_rows == 500_000
 
 
-def test_variance_rules_come_from_the_environment(tmp_path: Path) -> None:
+def test_variance_rules_come_from_the_environment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings.from_env(
         {
             "SALESPULSE_DATA_DIR": str(tmp_path),
             "SALESPULSE_VARIANCE_HORIZONS": "3, 1,1",
             "SALESPULSE_VARIANCE_WINDOW": "12",
-            "SALESPULSE_VARIANCE_PCT_THRESHOLD": "0.05",
-            "SALESPULSE_TRACKING_SIGNAL_THRESHOLD": "3.5",
+            "SALESPULSE_TRACKING_Z_THRESHOLD": "3",
+            "SALESPULSE_MATERIALITY_SHARE": "0.02",
+            "SALESPULSE_MATERIALITY_AMOUNT": "5000",
         }
     )
     assert settings.variance_horizons == (1, 3)
     assert settings.variance_window == 12
-    assert settings.variance_pct_threshold == 0.05 and settings.tracking_signal_threshold == 3.5
+    assert settings.tracking_z_threshold == 3.0
+    assert settings.materiality_share == 0.02 and settings.materiality_amount == 5000.0
     assert settings.target_pct_threshold == 0.10
     assert settings.reports_dir == tmp_path.resolve() / "reports"
     with pytest.raises(ValueError, match="SALESPULSE_VARIANCE_HORIZONS must be whole numbers"):
         Settings.from_env({"SALESPULSE_VARIANCE_HORIZONS": "1,three"})
-    with pytest.raises(ValueError, match="SALESPULSE_VARIANCE_PCT_THRESHOLD must be a number"):
-        Settings.from_env({"SALESPULSE_VARIANCE_PCT_THRESHOLD": "ten percent"})
+    with pytest.raises(ValueError, match="SALESPULSE_MATERIALITY_SHARE must be a number"):
+        Settings.from_env({"SALESPULSE_MATERIALITY_SHARE": "one percent"})
+    # A setting an earlier release read is named in a warning with what replaced it, not silently ignored.
+    with caplog.at_level("WARNING", logger="salespulse.config"):
+        Settings.from_env({"SALESPULSE_VARIANCE_PCT_THRESHOLD": "0.05"})
+    assert "SALESPULSE_VARIANCE_PCT_THRESHOLD is no longer read" in caplog.text
+    assert "SALESPULSE_MATERIALITY_SHARE" in caplog.text
 
 
 def test_the_reconciliation_method_is_checked_when_read() -> None:
@@ -114,7 +121,7 @@ def test_bad_forecast_levels_name_the_setting_and_the_problem(raw: str, message:
 
 
 def test_forecast_models_are_named_in_the_environment_and_checked() -> None:
-    assert Settings.from_env({}).forecast_models == ("naive", "seasonal_naive", "ets", "ets_damped")
+    assert Settings.from_env({}).forecast_models == ("naive", "seasonal_naive", "ets_theta")
     chosen = Settings.from_env({"SALESPULSE_FORECAST_MODELS": "ets, arima, ets"})
     assert chosen.forecast_models == ("ets", "arima")
     with pytest.raises(ValueError, match="SALESPULSE_FORECAST_MODELS"):

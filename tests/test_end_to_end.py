@@ -269,10 +269,10 @@ def test_variance_levels_add_up_and_every_row_has_its_metrics(chain: ChainRun) -
     # The forecasts compared come from one coherent snapshot, so they add up too.
     assert np.allclose(checks["forecast_sum"], checks["forecast_total"], rtol=1e-9)
     assert facts[["wape", "bias", "mase"]].notna().all().all()
-    assert (
-        facts["flagged"]
-        == facts[["flag_variance", "flag_tracking_signal", "flag_interval", "flag_target"]].any(axis=1)
-    ).all()
+    forecast_flag = (facts["flag_interval"] | facts["flag_tracking_signal"]) & facts["material"]
+    assert (facts["flag_forecast"] == forecast_flag).all()
+    assert (facts["flagged"] == (facts["flag_forecast"] | facts["flag_target"])).all()
+    assert (facts["material"] == (facts["variance_abs"].abs() >= facts["materiality_threshold"])).all()
 
 
 @pytest.mark.airflow

@@ -10,7 +10,7 @@ import pytest
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
 from salespulse import ets
-from salespulse.forecast import ETS, BacktestScore, interval_scale
+from salespulse.forecast import ETS, lead_scales
 
 MONTHS = pd.date_range("2020-01-01", periods=36, freq="MS")
 
@@ -110,9 +110,14 @@ def test_a_series_too_short_for_the_model_gets_no_fit() -> None:
     assert ETS(damped_trend=True).fit_origins(np.arange(8.0), [6, 8]) == {}
 
 
-def test_intervals_widen_by_the_backtest_errors_shrunk_towards_the_model() -> None:
-    # 6 standardized errors with squares summing to 30, a prior of 6: sqrt((6 + 30) / (6 + 6)) = sqrt(3).
-    score = BacktestScore("ets", 3, 1.0, 0.1, z2_sum=30.0, z_count=6)
-    assert interval_scale(score, prior=6.0) == pytest.approx(np.sqrt(3.0))
-    # Errors smaller than the model says never narrow the intervals.
-    assert interval_scale(BacktestScore("ets", 3, 1.0, 0.1, z2_sum=1.0, z_count=6)) == 1.0
+def test_lead_scales_widen_and_narrow_towards_the_nominal_rate_shrunk_by_a_prior() -> None:
+    """Errors at twice the stated 80% half-width at one lead and half of it at another: the 80% quantile of
+    each column, shrunk towards 1 as if 30 more errors had sat on the edge."""
+    z = np.column_stack([np.full(300, 2.0), np.full(300, 0.5), np.full(300, np.nan)])
+    scales = lead_scales(z, 0.8)
+    assert scales[0] == pytest.approx((300 * 2.0 + 30) / 330)
+    assert scales[1] == pytest.approx((300 * 0.5 + 30) / 330)
+    assert scales[2] == 1.0  # no error seen at that lead: as the model stated
+    # Three errors barely move it; a floor keeps a run of lucky errors from closing the interval.
+    assert lead_scales(np.full((3, 1), 0.1), 0.8)[0] == pytest.approx((3 * 0.1 + 30) / 33)
+    assert lead_scales(np.full((10_000, 1), 0.01), 0.8)[0] == 0.5

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,7 +15,7 @@ from salespulse.config import Settings
 from salespulse.schema import create_schema
 from salespulse.steps.report import render_variance_report
 from salespulse.steps.variance import build_variance
-from salespulse.variance import VarianceRules, first_forecasts, variance_facts
+from salespulse.variance import Z95, VarianceRules, first_forecasts, variance_facts
 from salespulse.warehouse import bulk_insert, get_engine, read_frame
 from tests.helpers import reconcile_levels
 
@@ -103,19 +104,22 @@ def test_every_metric_matches_a_hand_computation() -> None:
     assert one["tracking_signal"] == pytest.approx(5 / (55 / 4))
     assert one["mase"] == pytest.approx((2 + 1 + 0.75 + 15 / 17.5) / 4)
     assert not one["within_interval_80"] and one["within_interval_95"]
-    assert one["flag_variance"] and one["flag_target"]
-    assert not one["flag_tracking_signal"] and not one["flag_interval"]
-    assert one["flagged"]
-    assert one["flag_reasons"] == "vs forecast -15.0% (limit ±10%); vs target -15.0% (limit ±10%)"
-    assert one["variance_pct_threshold"] == 0.10 and one["tracking_signal_threshold"] == 4.0
+    # Stated 95% interval [80, 120]: sigma 20 / 1.96 per month; the window's errors sum to 5 over 4 months.
+    assert one["tracking_z"] == pytest.approx(5 / (2 * 20 / 1.959963984540054))
+    assert not one["flag_interval"] and not one["flag_tracking_signal"] and not one["flag_forecast"]
+    # A 15 miss on a month whose total is 85 is material at 1% (0.85) and the target miss is -15%.
+    assert one["materiality_threshold"] == pytest.approx(0.85) and one["material"]
+    assert one["flag_target"] and one["flagged"]
+    assert one["flag_reasons"] == "vs target -15.0% (limit ±10%)"
+    assert one["tracking_z_threshold"] == 2.576 and one["target_pct_threshold"] == 0.10
 
     three = facts.set_index("horizon").loc[3]
     assert three["variance_abs"] == pytest.approx(-10.0)
     assert three["variance_pct"] == pytest.approx(-10 / 95)
     assert three["window_periods"] == 1
     assert three["bias"] == pytest.approx(-10 / 85)
-    assert pd.isna(three["tracking_signal"])
-    assert three["flag_variance"] and three["flag_target"]  # -10.5% and -15%
+    assert pd.isna(three["tracking_signal"]) and pd.isna(three["tracking_z"])
+    assert three["flag_target"] and not three["flag_forecast"]  # 85 is inside [75, 115]; -15% on target
     # June's history before April: Jan-Mar, mean change 10.
     assert three["mase"] == pytest.approx(10 / 10)
     assert str(three["forecast_as_of"])[:10] == "2026-04-01"
@@ -143,24 +147,105 @@ def test_a_year_of_history_scales_mase_by_the_seasonal_naive_change() -> None:
     assert pd.isna(facts["target"].iloc[0]) and not facts["flag_target"].iloc[0]
 
 
-def test_errors_that_lean_one_way_raise_the_tracking_signal_flag() -> None:
-    """Four months each 10 above the forecast: tracking signal 40 / 10 = 4, flagged only beyond the limit."""
+def test_errors_that_lean_one_way_raise_the_tracking_flag_by_the_spread_the_forecasts_stated() -> None:
+    """Four months each 10 above a forecast whose 95% interval is +/-20 (sigma 20 / 1.96): no single month is
+    unusual, but together they sum to 40 over sqrt(4) sigmas = 1.96 sigma. The classic tracking signal is 40 /
+    10 = 4 whatever the intervals said."""
     actual = [100.0, 100.0, 110.0, 110.0, 110.0, 110.0]
     forecasts = pd.DataFrame(
         [_forecast("region:APAC", f"2026-{m:02d}-01", 1, 100.0, f"2026-{m:02d}-01") for m in (3, 4, 5, 6)]
     )
     targets = pd.DataFrame(columns=_targets().columns)
-    at_four = VarianceRules(horizons=(1,), window=4, tracking_signal_threshold=4.0)
-    facts = variance_facts(_actuals("region:APAC", actual), forecasts, targets, date(2026, 6, 1), at_four)
-    assert facts["tracking_signal"].iloc[0] == pytest.approx(4.0)
-    assert facts["bias"].iloc[0] == pytest.approx(40 / 440)
-    assert not facts["flag_tracking_signal"].iloc[0]  # 4 is not beyond 4
-    stricter = VarianceRules(horizons=(1,), window=4, tracking_signal_threshold=3.5)
+    default = VarianceRules(horizons=(1,), window=4)
+    facts = variance_facts(_actuals("region:APAC", actual), forecasts, targets, date(2026, 6, 1), default)
+    row = facts.iloc[0]
+    assert row["tracking_signal"] == pytest.approx(4.0)
+    assert row["tracking_z"] == pytest.approx(1.959963984540054)
+    assert row["bias"] == pytest.approx(40 / 440)
+    assert not row["flag_tracking_signal"] and not row["flagged"]  # 1.96 is within 2.576
+    stricter = VarianceRules(horizons=(1,), window=4, tracking_z_threshold=1.9)
     facts = variance_facts(_actuals("region:APAC", actual), forecasts, targets, date(2026, 6, 1), stricter)
+    row = facts.iloc[0]
+    assert row["flag_tracking_signal"] and row["flag_forecast"] and not row["flag_interval"]
+    assert row["flag_reasons"] == "errors lean one way: +2.0 sigma over 4 months (limit ±1.9)"
+    # The same lean in a series whose forecasts stated half the spread is twice as many sigmas.
+    narrow = forecasts.assign(lo95=forecasts["forecast"] - 10, hi95=forecasts["forecast"] + 10)
+    facts = variance_facts(_actuals("region:APAC", actual), narrow, targets, date(2026, 6, 1), default)
+    assert facts["tracking_z"].iloc[0] == pytest.approx(2 * 1.959963984540054)
     assert facts["flag_tracking_signal"].iloc[0]
-    assert "tracking signal +4.0 (limit ±3.5)" in facts["flag_reasons"].iloc[0]
-    # 10 above a forecast of 100 is 10%, not beyond the 10% limit; 110 is inside the 95% interval.
-    assert not facts["flag_variance"].iloc[0] and not facts["flag_interval"].iloc[0]
+
+
+def test_an_unusual_miss_too_small_to_matter_is_not_flagged() -> None:
+    """A member outside its interval by an amount under the materiality limit is recorded, not flagged."""
+    rows = [
+        _forecast("total:all", "2026-06-01", 1, 10_000.0, "2026-06-01"),
+        _forecast("category:Toys", "2026-06-01", 1, 50.0, "2026-06-01"),
+    ]
+    toys_sold = [50.0] * 5 + [0.0]
+    actuals = pd.concat([_actuals("total:all", [10_000.0] * 6), _actuals("category:Toys", toys_sold)])
+    targets = pd.DataFrame(columns=_targets().columns)
+    facts = variance_facts(actuals, pd.DataFrame(rows), targets, date(2026, 6, 1), RULES)
+    toys = facts.set_index("series_id").loc["category:Toys"]
+    # Toys sold nothing against a forecast of 50 in [30, 70]; 1% of the month's 10,000 is 100.
+    assert toys["flag_interval"] and not toys["material"]
+    assert not toys["flag_forecast"] and not toys["flagged"]
+    assert toys["materiality_threshold"] == pytest.approx(100.0) and pd.isna(toys["flag_reasons"])
+    by_amount = VarianceRules(horizons=(1, 3), window=4, materiality_share=0.0, materiality_amount=40.0)
+    facts = variance_facts(actuals, pd.DataFrame(rows), targets, date(2026, 6, 1), by_amount)
+    toys = facts.set_index("series_id").loc["category:Toys"]
+    assert toys["flag_forecast"]
+    assert toys["flag_reasons"] == "actual 0 outside the stated 95% interval [30, 70]"
+
+
+def _simulated(series: int, shift: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Actuals and lead-1 / lead-3 forecasts of ``series`` series over 18 months, forecast for the last 6.
+
+    Each month's actual is mu + u + v. Three months ahead the forecast knows mu and states sigma3; one month
+    ahead it also knows u and states sigma1 (< sigma3), so each lead's error is exactly as wide as its stated
+    interval: the data behave as forecast. ``shift`` moves every actual by that many sigma1 (a bias)."""
+    rng = np.random.default_rng(seed)
+    months = pd.date_range("2025-01-01", periods=18, freq="MS")
+    actual_frames, forecast_rows = [], []
+    for i in range(series):
+        member = f"R{i:03d}"
+        mu = rng.uniform(100.0, 1_000.0)
+        sigma1 = mu * rng.uniform(0.05, 0.3)
+        sigma3 = 1.5 * sigma1
+        u = rng.normal(0.0, (sigma3**2 - sigma1**2) ** 0.5, len(months))
+        v = rng.normal(0.0, sigma1, len(months))
+        actual = mu + u + v + shift * sigma1
+        names = {"series_id": f"region:{member}", "level": "region", "member": member}
+        actual_frames.append(pd.DataFrame({**names, "period_start": months, "actual": actual}))
+        for t in range(12, len(months)):
+            for horizon, point, sigma in ((1, mu + u[t], sigma1), (3, mu, sigma3)):
+                forecast_rows.append({"series_id": f"region:{member}", "level": "region", "member": member,
+                                      "period_start": months[t], "horizon": horizon, "model": "sim",
+                                      "forecast_as_of": months[t - horizon + 1], "forecast": point,
+                                      "lo80": point - 1.2816 * sigma, "hi80": point + 1.2816 * sigma,
+                                      "lo95": point - Z95 * sigma, "hi95": point + Z95 * sigma})  # fmt: skip
+    return pd.concat(actual_frames, ignore_index=True), pd.DataFrame(forecast_rows)
+
+
+def test_on_forecast_data_is_flagged_about_as_often_as_the_intervals_miss() -> None:
+    """400 series that behave exactly as forecast, two leads each: the 95% intervals miss about 5% of
+    comparisons and the tracking flag (1% for each honest window) adds little, so the forecast flag
+    (materiality off) fires on 3-9% of them. The rule it replaced, |actual - forecast| > 10% of the
+    forecast, fired on over a third of the same comparisons. Forecasts that run 1.5 sigma low are flagged on
+    over half."""
+    rules = VarianceRules(horizons=(1, 3), window=6, materiality_share=0.0)
+    no_targets = pd.DataFrame(columns=_targets().columns)
+    last = date(2026, 6, 1)
+    actuals, forecasts = _simulated(400, shift=0.0, seed=20261201)
+    facts = variance_facts(actuals, forecasts, no_targets, last, rules)
+    assert len(facts) == 800
+    assert 0.03 <= facts["flag_interval"].mean() <= 0.07
+    assert facts["flag_tracking_signal"].mean() <= 0.025
+    assert 0.03 <= facts["flag_forecast"].mean() <= 0.09
+    assert (facts["variance_pct"].abs() > 0.10).mean() > 1 / 3
+
+    actuals, forecasts = _simulated(400, shift=1.5, seed=20261201)
+    biased = variance_facts(actuals, forecasts, no_targets, last, rules)
+    assert biased["flag_forecast"].mean() > 0.5
 
 
 def test_a_month_without_sales_is_a_zero_actual_and_outside_the_interval() -> None:
@@ -175,11 +260,12 @@ def test_a_month_without_sales_is_a_zero_actual_and_outside_the_interval() -> No
     )
     row = facts.iloc[0]
     assert row["actual"] == 0.0 and row["variance_pct"] == pytest.approx(-1.0)
-    assert row["flag_interval"] and row["flag_variance"]
+    assert row["flag_interval"] and row["flag_forecast"]
+    assert row["flag_reasons"] == "actual 0 outside the stated 95% interval [30, 70]"
     # A zero forecast has no percent variance rather than an infinite one.
     zero = pd.DataFrame([_forecast("category:Toys", "2026-06-01", 1, 0.0, "2026-06-01")])
     facts = variance_facts(filled, zero, pd.DataFrame(columns=_targets().columns), date(2026, 6, 1), RULES)
-    assert pd.isna(facts["variance_pct"].iloc[0]) and not facts["flag_variance"].iloc[0]
+    assert pd.isna(facts["variance_pct"].iloc[0]) and not facts["flagged"].iloc[0]
 
 
 def test_the_forecast_judged_is_the_first_one_made_at_that_lead() -> None:
@@ -206,7 +292,11 @@ def test_rules_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="horizons"):
         VarianceRules(horizons=(0,))
     with pytest.raises(ValueError, match="positive"):
-        VarianceRules(variance_pct_threshold=0)
+        VarianceRules(tracking_z_threshold=0)
+    with pytest.raises(ValueError, match="materiality"):
+        VarianceRules(materiality_share=1.0)
+    with pytest.raises(ValueError, match="materiality"):
+        VarianceRules(materiality_amount=-1.0)
     with pytest.raises(ValueError, match="window"):
         VarianceRules(window=0)
 
@@ -247,14 +337,15 @@ def test_one_summary_alert_names_the_flags_and_the_largest_rows() -> None:
         ].to_dict(orient="records"),
         total=len(flagged),
         facts=len(facts),
-        flags={"variance": int(facts["flag_variance"].sum()), "target": int(facts["flag_target"].sum())},
+        flags={"forecast": int(facts["flag_forecast"].sum()), "target": int(facts["flag_target"].sum())},
         report="/tmp/r/index.html",
     )
     assert alert is not None
     assert alert.subject == "[SalesPulse] variance 2026-06-01: 2 of 2 forecast comparison(s) flagged"
-    assert "region:EMEA h=1: actual 85 vs forecast 100 (-15.0%)" in alert.text
+    assert "region:EMEA h=1: actual 85 vs forecast 100 (-15.0%): vs target -15.0% (limit ±10%)" in alert.text
+    assert "Flags raised: forecast 0, target 2" in alert.text
     assert "Report: /tmp/r/index.html" in alert.text
-    assert alert.payload["flags"] == {"variance": 2, "target": 2}
+    assert alert.payload["flags"] == {"forecast": 0, "target": 2}
     assert variance_alert(dag_id="d", run_id="r", period="p", flagged=[], total=0, facts=3, flags={}) is None
 
 
@@ -263,49 +354,54 @@ def test_one_summary_alert_names_the_flags_and_the_largest_rows() -> None:
 META = {"_batch_id": "b", "_run_id": "r", "_loaded_at": datetime(2026, 1, 1)}
 
 
-def _load_core(engine, monthly: list[float]) -> None:  # type: ignore[no-untyped-def]
-    """One EMEA customer (owned by 王芳) buying one Tools product once a month for the given amounts."""
-    customers = pd.DataFrame(
-        [
-            {
-                "customer_id": "C1",
-                "customer_name": "張偉",
-                "region": "EMEA",
-                "segment": "SMB",
-                "sales_owner": "王芳",
-                **META,
-            }
-        ]
-    )
-    products = pd.DataFrame([{"product_id": "P1", "product_name": "Drill", "category": "Tools", **META}])
+# The hand-worked customers: the EMEA one, and (unless left out) an APAC one buying the same amounts, so
+# that every level has two members (a level with one member repeats the total and is not forecast).
+CUSTOMERS = (
+    {"customer_id": "C1", "customer_name": "張偉", "region": "EMEA", "segment": "SMB", "sales_owner": "王芳",
+     "product_id": "P1", "product_name": "Drill", "category": "Tools"},
+    {"customer_id": "C2", "customer_name": "Ольга Иванова", "region": "APAC", "segment": "Enterprise",
+     "sales_owner": "Ali", "product_id": "P2", "product_name": "Hose", "category": "Garden"},
+)  # fmt: skip
+
+
+def _load_core(engine, monthly: list[float], customers: int = 2) -> None:  # type: ignore[no-untyped-def]
+    """The EMEA customer (owned by 王芳, buying Tools) and, with ``customers=2``, the APAC one (owned by Ali,
+    buying Garden), each ordering once a month for the given amounts; June's targets: EMEA 100, 王芳 120."""
+    people = CUSTOMERS[:customers]
+    dims = [
+        pd.DataFrame([{k: c[k] for k in keys} | META for c in people])
+        for keys in (
+            ("customer_id", "customer_name", "region", "segment", "sales_owner"),
+            ("product_id", "product_name", "category"),
+        )
+    ]
     orders = pd.DataFrame(
         [
-            {"order_id": f"O{i}", "customer_id": "C1", "order_date": (m + pd.Timedelta(days=14)).date(),
-             "status": "completed", **META}
+            {"order_id": f"O{c['customer_id']}-{i}", "customer_id": c["customer_id"],
+             "order_date": (m + pd.Timedelta(days=14)).date(), "status": "completed", **META}
+            for c in people
             for i, m in enumerate(MONTHS)
         ]
     )  # fmt: skip
     lines = pd.DataFrame(
         [
-            {"order_id": f"O{i}", "line_number": 1, "product_id": "P1", "quantity": 1, "unit_price": v,
-             "discount_pct": 0.0, **META}
+            {"order_id": f"O{c['customer_id']}-{i}", "line_number": 1, "product_id": c["product_id"],
+             "quantity": 1, "unit_price": v, "discount_pct": 0.0, **META}
+            for c in people
             for i, v in enumerate(monthly)
         ]
     )  # fmt: skip
     targets = pd.DataFrame(
         [
-            {
-                "period_start": date(2026, 6, 1),
-                "level": "region",
-                "member": "EMEA",
-                "target_amount": 100.0,
-                **META,
-            }
+            {"period_start": date(2026, 6, 1), "level": "region", "member": "EMEA", "target_amount": 100.0,
+             **META},
+            {"period_start": date(2026, 6, 1), "level": "sales_owner", "member": "王芳",
+             "target_amount": 120.0, **META},
         ]
-    )
+    )  # fmt: skip
     with engine.begin() as conn:
-        bulk_insert(conn, "core", "dim_customer", customers)
-        bulk_insert(conn, "core", "dim_product", products)
+        bulk_insert(conn, "core", "dim_customer", dims[0])
+        bulk_insert(conn, "core", "dim_product", dims[1])
         bulk_insert(conn, "core", "fct_order", orders)
         bulk_insert(conn, "core", "fct_order_line", lines)
         bulk_insert(conn, "core", "fct_sales_target", targets)
@@ -355,13 +451,15 @@ def test_the_step_stores_the_hand_computed_facts_and_a_rerun_replaces_only_its_m
     assert emea.loc[1, "mase"] == pytest.approx((2 + 1 + 0.75 + 15 / 17.5) / 4)
     assert emea.loc[1, "tracking_signal"] == pytest.approx(5 / (55 / 4))
     assert emea.loc[1, "target_variance_pct"] == pytest.approx(-0.15)
-    assert bool(emea.loc[1, "flagged"]) and emea.loc[1, "flag_reasons"].startswith("vs forecast -15.0%")
+    assert bool(emea.loc[1, "flagged"]) and emea.loc[1, "flag_reasons"] == "vs target -15.0% (limit ±10%)"
+    assert not emea[["flag_forecast", "flag_interval", "flag_tracking_signal"]].to_numpy().any()
     # The sales owner's name, in Chinese, is a member like any other and survives the round trip.
     owner = jun[jun["level"] == "sales_owner"]
     assert owner["member"].tolist() == ["王芳", "王芳"]
     assert owner.set_index("horizon").loc[1, "variance_abs"] == pytest.approx(-15.0)
-    # Both leads of both series miss by more than 10% (-15% and -10/95); only EMEA has a target.
-    assert june.flagged_rows == 4 and june.flags["variance"] == 4 and june.flags["target"] == 2
+    # Both series' actual (85) is inside what both leads stated, and misses its target: EMEA's 100 by -15%,
+    # 王芳's 120 by -29.2%. Target flags only, one per lead.
+    assert june.flagged_rows == 4 and june.flags["target"] == 4 and june.flags["forecast"] == 0
     assert june.flagged[0]["series_id"] in {"region:EMEA", "sales_owner:王芳"}
 
     # Re-running June replaces June's rows, and May's stay as they were.

@@ -10,6 +10,7 @@ package is installed rather than run from a checkout).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,17 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from salespulse.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+# Settings an earlier release read, and what replaced them: set, they are named in a warning, not obeyed.
+RETIRED_SETTINGS = {
+    "SALESPULSE_VARIANCE_PCT_THRESHOLD": "a variance is flagged when the actual is outside the interval the "
+    "forecast stated, or SALESPULSE_TRACKING_Z_THRESHOLD is crossed, and the miss is material "
+    "(SALESPULSE_MATERIALITY_SHARE, SALESPULSE_MATERIALITY_AMOUNT)",
+    "SALESPULSE_TRACKING_SIGNAL_THRESHOLD": "the tracking flag reads tracking_z, the window's error in "
+    "units of the stated intervals; set SALESPULSE_TRACKING_Z_THRESHOLD",
+}
 
 
 def shipped_folder(package: str) -> Path:
@@ -46,8 +58,8 @@ WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_SALESPULSE_WAREHOUSE"
 RECONCILIATION_METHODS = ("wls_var", "ols", "none")
 # Candidate forecasting models (salespulse.forecast.candidate_factory) and the ones tried by default.
 # ARIMA's order search costs about 7 statsmodels fits per series, so ARIMA is there to opt in to.
-FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped", "arima", "sarima")
-DEFAULT_FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped")
+FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped", "theta", "ets_theta", "arima", "sarima")
+DEFAULT_FORECAST_MODELS = ("naive", "seasonal_naive", "ets_theta")
 # Customer and product attributes a level of the sales hierarchy can split revenue by (marts.sales_by_level).
 HIERARCHY_ATTRIBUTES = ("region", "segment", "category", "sales_owner")
 DEFAULT_FORECAST_LEVELS = ("region", "segment", "category", "sales_owner")
@@ -206,9 +218,10 @@ class Settings:
     funnel_lookback_days: int = 365
     variance_horizons: tuple[int, ...] = (1, 3)
     variance_window: int = 6
-    variance_pct_threshold: float = 0.10
-    tracking_signal_threshold: float = 4.0
+    tracking_z_threshold: float = 2.576
     target_pct_threshold: float = 0.10
+    materiality_share: float = 0.01
+    materiality_amount: float = 0.0
     source: SourceSettings = field(default_factory=SourceSettings)
     duckdb_memory_limit: str = "1GB"
     duckdb_lock_timeout: float = 600.0
@@ -245,6 +258,9 @@ class Settings:
             raise ConfigurationError(
                 f"SALESPULSE_SOURCE_FORMAT must be 'parquet' or 'csv', got {source_format!r}"
             )
+        for retired, instead in RETIRED_SETTINGS.items():
+            if env.get(retired):
+                log.warning("%s is no longer read: %s", retired, instead)
         reconciliation = env.get("SALESPULSE_FORECAST_RECONCILIATION", "wls_var")
         if reconciliation not in RECONCILIATION_METHODS:
             raise ConfigurationError(
@@ -294,12 +310,15 @@ class Settings:
             reporting_role=env.get("SALESPULSE_REPORTING_ROLE", "salespulse_reader"),
             # PostgreSQL: the role that may read reporting_pii (names, emails, phone numbers).
             pii_role=env.get("SALESPULSE_PII_ROLE", "salespulse_pii_reader"),
-            # Variance report: the leads compared (months ahead), the rolling window, and the flag limits.
+            # Variance report: the leads compared (months ahead), the rolling window, and the flag limits
+            # (salespulse.variance): the tracking z beyond which errors lean one way, the target miss, and
+            # the smallest miss worth flagging, as a share of the month's total and as an amount.
             variance_horizons=_env_ints(env, "SALESPULSE_VARIANCE_HORIZONS", (1, 3)),
             variance_window=_env_int(env, "SALESPULSE_VARIANCE_WINDOW", 6),
-            variance_pct_threshold=_env_float(env, "SALESPULSE_VARIANCE_PCT_THRESHOLD", 0.10),
-            tracking_signal_threshold=_env_float(env, "SALESPULSE_TRACKING_SIGNAL_THRESHOLD", 4.0),
+            tracking_z_threshold=_env_float(env, "SALESPULSE_TRACKING_Z_THRESHOLD", 2.576),
             target_pct_threshold=_env_float(env, "SALESPULSE_TARGET_PCT_THRESHOLD", 0.10),
+            materiality_share=_env_float(env, "SALESPULSE_MATERIALITY_SHARE", 0.01),
+            materiality_amount=_env_float(env, "SALESPULSE_MATERIALITY_AMOUNT", 0.0),
             source=SourceSettings.from_env(env),
             # An embedded DuckDB shares the worker's memory: its buffer pool is capped, and spills past it.
             duckdb_memory_limit=env.get("SALESPULSE_DUCKDB_MEMORY_LIMIT") or "1GB",

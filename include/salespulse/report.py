@@ -26,6 +26,8 @@ from matplotlib import colormaps, font_manager
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, MonthLocator
 from matplotlib.figure import Figure
 
+from salespulse.variance import bias_by_level
+
 LEVEL_ORDER = ("total", "region", "segment", "category", "sales_owner")
 HISTORY_MONTHS = 24
 MAX_MEMBERS_PER_CHART = 9
@@ -47,6 +49,7 @@ class ReportData:
     data_quality: pd.DataFrame  # entity, validation_date (load as-of date), quality_score, rows_quarantined
     drivers: pd.DataFrame  # the report's price/volume/mix rows
     churn_warnings: int
+    quarterly: pd.DataFrame  # the report month's quarterly review rows (salespulse.quarterly)
 
 
 def _font_families() -> list[str]:
@@ -289,7 +292,7 @@ def _table(frame: pd.DataFrame, formats: dict[str, str], flag_column: str | None
                 text = "n/a" if pd.isna(value) else f"{value:.1%}"
             elif column.endswith("_pct") or column == "bias":
                 text = _pct(value)
-            elif column in ("mase", "tracking_signal"):
+            elif column in ("mase", "tracking_signal", "tracking_z"):
                 text = "n/a" if value is None or pd.isna(value) else f"{value:.2f}"
             elif isinstance(value, float | np.floating):
                 text = _money(value)
@@ -332,6 +335,13 @@ img{max-width:100%;border:1px solid #eee;margin:.4rem 0}
 """
 
 
+def charted_levels(actuals: pd.DataFrame) -> list[str]:
+    """The total and every level with more than one member: a level with one member is the total again
+    (the forecast step skips it too)."""
+    members = actuals.groupby("level")["member"].nunique()
+    return [level for level in LEVEL_ORDER if level == "total" or members.get(level, 0) > 1]
+
+
 def render_report(data: ReportData, out_dir: Path, run_id: str, lead: int = 1) -> Path:
     """Draw the charts and write ``index.html`` into ``out_dir`` (replaced if it exists); returns the page."""
     if out_dir.exists():
@@ -342,7 +352,7 @@ def render_report(data: ReportData, out_dir: Path, run_id: str, lead: int = 1) -
     facts = data.variance[pd.to_datetime(data.variance["period_start"]) == pd.Timestamp(data.period)]
     charts: dict[str, Path | None] = {}
     with rc_context({"font.family": _font_families()}):
-        for level in LEVEL_ORDER:
+        for level in charted_levels(data.actuals):
             name = f"forecast_{level}"
             charts[name] = chart_forecast_level(data, level, lead, out_dir / f"{name}.png")
         charts["largest_variances"] = chart_largest_variances(facts, lead, out_dir / "largest_variances.png")
@@ -352,6 +362,7 @@ def render_report(data: ReportData, out_dir: Path, run_id: str, lead: int = 1) -
         charts["data_quality"] = chart_data_quality(data.data_quality, out_dir / "data_quality.png")
     page = out_dir / "index.html"
     page.write_text(_page(data, facts, charts, run_id, lead), encoding="utf-8")
+    (out_dir / "quarterly.html").write_text(_quarterly_page(data, run_id), encoding="utf-8")
     write_index(out_dir.parent)
     return page
 
@@ -363,6 +374,117 @@ def _img(charts: dict[str, Path | None], key: str, alt: str) -> str:
     return f'<img src="{html.escape(path.name)}" alt="{html.escape(alt)}">'
 
 
+QUARTER_TABLE = {
+    "member": "member",
+    "actual": "actual",
+    "forecast": "forecast",
+    "variance_pct": "vs forecast",
+    "target": "target",
+    "target_variance_pct": "vs target",
+    "forecast_quarter": "forecast, whole quarter",
+    "previous_actual": "quarter before, same months",
+    "orders_effect": "from orders",
+    "order_value_effect": "from revenue per order",
+}
+
+
+def _kpis(kpis: list[tuple[str, str]]) -> list[str]:
+    return [
+        "<div class='kpis'>",
+        *(f"<div class='kpi'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in kpis),
+        "</div>",
+    ]
+
+
+def _quarterly_page(data: ReportData, run_id: str) -> str:
+    """The quarterly review page: each reviewed quarter's total in figures, then every level's members."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>SalesPulse quarterly review {data.period:%Y-%m}</title><style>{STYLE}</style></head><body>",
+        "<p><a href='index.html'>&larr; monthly report</a></p>",
+    ]
+    review = data.quarterly
+    if review.empty:
+        parts += [
+            f"<h1>Quarterly review: {data.period:%Y-%m}</h1>",
+            "<p class='note'>No forecast was made before these quarters began, so there is nothing to review "
+            "yet.</p></body></html>",
+        ]
+        return "\n".join(parts)
+    order = {level: i for i, level in enumerate(LEVEL_ORDER)}
+    for quarter, rows in sorted(review.groupby("quarter"), reverse=True):
+        first = rows.iloc[0]
+        status = "closed" if first["status"] == "closed" else f"to date, {first['months_closed']} of 3 months"
+        parts.append(f"<h1>Quarterly review: {html.escape(str(quarter))} ({status})</h1>")
+        parts.append(
+            f"<p class='sub'>As of {data.as_of.isoformat()} &middot; run {html.escape(run_id)} &middot; "
+            f"forecast judged: the snapshot of {pd.Timestamp(first['forecast_as_of']):%Y-%m-%d}, made before "
+            "the quarter began. Variance = actual &minus; forecast. The change against the same months of "
+            "the quarter before splits into more or fewer orders and a higher or lower revenue per order.</p>"
+        )
+        total = rows[rows["series_id"] == "total:all"]
+        if len(total):
+            t = total.iloc[0]
+            parts += _kpis(
+                [
+                    ("actual", _money(t["actual"])),
+                    ("forecast before the quarter", _money(t["forecast"])),
+                    ("vs forecast", _pct(t["variance_pct"])),
+                    ("target", _money(t["target"])),
+                    ("vs target", _pct(t["target_variance_pct"])),
+                    ("change from orders", _money(t["orders_effect"])),
+                    ("change from revenue per order", _money(t["order_value_effect"])),
+                ]
+            )
+        levels = sorted(rows["level"].unique(), key=lambda level: (order.get(level, len(order)), level))
+        for level in levels:
+            members = rows[rows["level"] == level].sort_values("actual", ascending=False)
+            parts.append(f"<h3>{html.escape(level.replace('_', ' ').capitalize())}</h3>")
+            parts.append(_table(members, QUARTER_TABLE))
+    parts.append(
+        "<p class='note'>BI tools read the same numbers from reporting.quarterly_review.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+BIAS_TABLE = {
+    "level": "level",
+    "horizon": "months ahead",
+    "months": "months",
+    "comparisons": "comparisons",
+    "bias": "bias",
+    "wape": "wape",
+    "coverage_80": "in 80%",
+    "coverage_95": "in 95%",
+}
+
+
+def _bias_section(data: ReportData, lead: int) -> list[str]:
+    """Bias per level and lead over the last six reported months, stated plainly: which way and how far."""
+    table = bias_by_level(data.variance, data.period)
+    if table.empty:
+        return []
+    order = {level: i for i, level in enumerate(LEVEL_ORDER)}
+    table = table.sort_values(["horizon", "level"], key=lambda c: c.map(order) if c.name == "level" else c)
+    sentences = []
+    for row in table[table["horizon"] == lead].to_dict(orient="records"):
+        if pd.isna(row["bias"]):
+            continue
+        direction = "above" if row["bias"] > 0 else "below"
+        sentences.append(
+            f"{row['level'].replace('_', ' ')}: actuals ran {abs(row['bias']):.1%} {direction} the forecast"
+        )
+    shown = table.assign(**{c: table[c].map(lambda v: f"{v:.0%}") for c in ("coverage_80", "coverage_95")})
+    return [
+        "<h2>Forecast bias by level</h2>",
+        f"<p>Over the last {int(table['months'].max())} reported month(s), {lead} month(s) ahead: "
+        + html.escape("; ".join(sentences) or "no comparisons yet")
+        + ". Positive bias means forecasts were too low. Intervals are honest when about 80% and 95% of "
+        "actuals fall inside them.</p>",
+        _table(shown, BIAS_TABLE),
+    ]
+
+
 def _page(
     data: ReportData, facts: pd.DataFrame, charts: dict[str, Path | None], run_id: str, lead: int
 ) -> str:
@@ -371,13 +493,15 @@ def _page(
     total = at_lead[at_lead["series_id"] == "total:all"]
     t = total.iloc[0] if len(total) else None
     flagged = facts[facts["flagged"].astype(bool)]
+    forecast_flags, target_flags = int(facts["flag_forecast"].sum()), int(facts["flag_target"].sum())
     kpis = [
         ("actual revenue", _money(t["actual"]) if t is not None else "n/a"),
         (f"forecast ({lead} mo. ahead)", _money(t["forecast"]) if t is not None else "n/a"),
         ("vs forecast", _pct(t["variance_pct"]) if t is not None else "n/a"),
         ("target", _money(t["target"]) if t is not None else "n/a"),
         ("vs target", _pct(t["target_variance_pct"]) if t is not None else "n/a"),
-        ("flagged comparisons", f"{len(flagged)} of {len(facts)}"),
+        ("comparisons flagged", f"{len(flagged)} of {len(facts)}"),
+        ("off forecast / off target", f"{forecast_flags} / {target_flags}"),
         ("churn warnings", f"{data.churn_warnings}"),
     ]
     parts = [
@@ -387,9 +511,9 @@ def _page(
         f"<p class='sub'>As of {data.as_of.isoformat()} &middot; run {html.escape(run_id)} &middot; "
         f"generated {datetime.now():%Y-%m-%d %H:%M}. Variance = actual &minus; forecast: positive means "
         "sales beat the forecast.</p>",
-        "<div class='kpis'>",
-        *(f"<div class='kpi'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in kpis),
-        "</div>",
+        *_kpis(kpis),
+        "<p><a href='quarterly.html'>Quarterly review</a>: the quarter to date and the last closed one, "
+        "against the forecast made before each began and the targets.</p>",
     ]
     if facts.empty:
         parts.append(
@@ -407,12 +531,23 @@ def _page(
                     "actual": "actual",
                     "forecast": "forecast",
                     "variance_pct": "vs forecast",
+                    "lo95": "95% low",
+                    "hi95": "95% high",
                     "target_variance_pct": "vs target",
-                    "tracking_signal": "tracking signal",
-                    "flag_reasons": "flags",
+                    "tracking_z": "lean (sigma)",
+                    "flag_reasons": "why flagged",
                 },
             )
         )
+    parts.append(
+        "<p class='note'>A comparison is flagged when the actual fell outside the 95% interval the forecast "
+        "stated at that lead, or the last months' errors lean one way by more than those intervals allow "
+        "(lean beyond the limit in sigma), and the miss is at least "
+        f"{_money(facts['materiality_threshold'].max()) if len(facts) else 'n/a'} (the materiality limit); "
+        "or the actual missed its target by more than the target limit. An honest forecast is outside its "
+        "95% interval about one month in twenty.</p>"
+    )
+    parts += _bias_section(data, lead)
     parts += ["<h2>Actual vs forecast</h2>"]
     for level in LEVEL_ORDER:
         rows = at_lead[at_lead["level"] == level].sort_values("actual", ascending=False)

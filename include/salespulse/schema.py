@@ -33,7 +33,7 @@ SCHEMA_FILES = (
 # Derived tables whose shape changed: (table, a column only the new shape has). Their rows are rebuilt from
 # kept inputs (forecast snapshots, core), so an old-shaped one is dropped and recreated empty; re-run the
 # DAG that fills it for the periods wanted.
-RESHAPED_DERIVED_TABLES = (("marts.fct_variance", "flagged"), ("marts.sales_series", "grain"))
+RESHAPED_DERIVED_TABLES = (("marts.fct_variance", "flag_forecast"), ("marts.sales_series", "grain"))
 
 
 def _drop_reshaped_tables(conn: Connection) -> None:

@@ -14,8 +14,28 @@ the last ``window`` months up to and including P, at the same lead:
 - ``mase`` = mean(|error| / scale), where scale is the in-sample mean absolute seasonal-naive change
   (12 months back; 1 month back on a series with a year or less of history) of the actuals the forecast
   was made from, as in the forecast backtest;
-- ``tracking_signal`` = sum(error) / mean(|error|), from ``min_tracking_periods`` months on. Its range is
-  +/- the number of months; beyond +/-4 the errors lean one way more than chance explains.
+- ``tracking_signal`` = sum(error) / mean(|error|), from ``min_tracking_periods`` months on: the classic
+  measure, shown for reading. Its spread grows with the window (about 1.25 * sqrt(months) for errors that
+  lean no way), so a fixed limit on it fires on honest forecasts: at +/-4 over 6 months, on 21% of them;
+- ``tracking_z`` = sum(error) / sqrt(sum(sigma^2)), from ``min_tracking_periods`` months on, with each
+  forecast's sigma read off the 95% interval it stated. It is the window's cumulative error in units of the
+  spread the forecasts themselves claimed, so it is about standard normal when the forecast behaves as
+  stated, whatever the window.
+
+What is flagged, and why (each row says which rule fired in ``flag_reasons``):
+
+- ``flag_interval``: the actual fell outside the 95% interval the forecast stated at that lead;
+- ``flag_tracking_signal``: ``|tracking_z|`` above its limit (2.576, a 1% chance for a forecast behaving as
+  stated): the errors lean one way beyond what the intervals allow;
+- ``material``: ``|actual - forecast|`` is at least ``materiality_share`` of the month's total actual and at
+  least ``materiality_amount``; a miss smaller than that is not worth a manager's time, however unusual;
+- ``flag_forecast`` = (``flag_interval`` or ``flag_tracking_signal``) and ``material``;
+- ``flag_target``: ``|actual - target| / target`` above its limit, and the amount material; a separate flag,
+  since a target is a goal, not a statement of what was likely;
+- ``flagged`` = ``flag_forecast`` or ``flag_target``.
+
+On data that behaves as forecast, ``flag_forecast`` fires on about 5% (interval) plus a little (tracking) of
+rows before materiality; ``tests/test_variance.py`` checks that rate on simulated series.
 """
 
 from __future__ import annotations
@@ -33,12 +53,15 @@ FACT_COLUMNS = [
     "actual", "forecast", "lo80", "hi80", "lo95", "hi95", "target",
     "variance_abs", "variance_pct", "target_variance_abs", "target_variance_pct",
     "within_interval_80", "within_interval_95",
-    "window_periods", "bias", "wape", "mase", "tracking_signal",
-    "flag_variance", "flag_tracking_signal", "flag_interval", "flag_target", "flagged", "flag_reasons",
-    "variance_pct_threshold", "tracking_signal_threshold", "target_pct_threshold",
+    "window_periods", "bias", "wape", "mase", "tracking_signal", "tracking_z",
+    "flag_interval", "flag_tracking_signal", "material", "flag_forecast", "flag_target", "flagged",
+    "flag_reasons", "materiality_threshold", "tracking_z_threshold", "target_pct_threshold",
 ]  # fmt: skip
 
-FLAG_COLUMNS = ["flag_variance", "flag_tracking_signal", "flag_interval", "flag_target"]
+# The flags counted in a run's summary and alert, in the order they are read.
+FLAG_COLUMNS = ["flag_forecast", "flag_interval", "flag_tracking_signal", "flag_target"]
+# A 95% interval spans 2 * 1.959964 standard deviations of a normal forecast distribution.
+Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -48,9 +71,10 @@ class VarianceRules:
     horizons: tuple[int, ...] = (1, 3)
     window: int = 6
     min_tracking_periods: int = 3
-    variance_pct_threshold: float = 0.10
-    tracking_signal_threshold: float = 4.0
+    tracking_z_threshold: float = 2.576
     target_pct_threshold: float = 0.10
+    materiality_share: float = 0.01
+    materiality_amount: float = 0.0
     season_length: int = 12
 
     def __post_init__(self) -> None:
@@ -58,8 +82,13 @@ class VarianceRules:
             raise ValueError(f"variance horizons must be whole months >= 1, got {self.horizons}")
         if self.window < 1 or self.min_tracking_periods < 1:
             raise ValueError("the variance window and minimum tracking periods must be >= 1")
-        if min(self.variance_pct_threshold, self.tracking_signal_threshold, self.target_pct_threshold) <= 0:
+        if min(self.tracking_z_threshold, self.target_pct_threshold) <= 0:
             raise ValueError("variance thresholds must be positive")
+        if not 0 <= self.materiality_share < 1 or self.materiality_amount < 0:
+            raise ValueError(
+                "materiality: a share of the total in [0, 1) and an amount >= 0, got "
+                f"{self.materiality_share} and {self.materiality_amount}"
+            )
 
 
 def window_start(period: date, rules: VarianceRules) -> date:
@@ -136,6 +165,7 @@ def variance_facts(
     rows["error"] = rows["actual"] - rows["forecast"]
     rows["abs_error"] = rows["error"].abs()
     rows["scaled_error"] = rows["abs_error"] / rows["scale"].where(rows["scale"] > 0)
+    rows["stated_var"] = ((rows["hi95"] - rows["lo95"]) / (2 * Z95)) ** 2
 
     window = (
         rows.groupby(["series_id", "horizon"])
@@ -146,6 +176,7 @@ def variance_facts(
             sum_actual=("actual", "sum"),
             sum_abs_actual=("actual", lambda s: s.abs().sum()),
             mase=("scaled_error", "mean"),
+            sum_stated_var=("stated_var", "sum"),
         )
         .reset_index()
     )
@@ -154,10 +185,11 @@ def variance_facts(
     mad = window["sum_abs_error"] / window["window_periods"]
     enough = window["window_periods"] >= rules.min_tracking_periods
     window["tracking_signal"] = _ratio(window["sum_error"], mad).where(enough)
+    window["tracking_z"] = _ratio(window["sum_error"], window["sum_stated_var"] ** 0.5).where(enough)
 
+    metrics = ["window_periods", "bias", "wape", "mase", "tracking_signal", "tracking_z"]
     facts = rows[rows["period_start"] == period_ts].merge(
-        window[["series_id", "horizon", "window_periods", "bias", "wape", "mase", "tracking_signal"]],
-        on=["series_id", "horizon"],
+        window[["series_id", "horizon", *metrics]], on=["series_id", "horizon"]
     )
     tg = targets.assign(period_start=pd.to_datetime(targets["period_start"]))
     facts = facts.merge(
@@ -171,37 +203,85 @@ def variance_facts(
     facts["target_variance_pct"] = _ratio(facts["target_variance_abs"], facts["target"].abs())
     facts["within_interval_80"] = facts["actual"].between(facts["lo80"], facts["hi80"])
     facts["within_interval_95"] = facts["actual"].between(facts["lo95"], facts["hi95"])
+    facts["materiality_threshold"] = materiality_threshold(acts[acts["period_start"] == period_ts], rules)
     facts = _flag(facts, rules)[FACT_COLUMNS]
     return facts.sort_values(["level", "member", "horizon"]).reset_index(drop=True)
+
+
+def materiality_threshold(actuals: pd.DataFrame, rules: VarianceRules) -> float:
+    """The smallest miss worth flagging this month: ``materiality_share`` of the month's total actual, and
+    no less than ``materiality_amount``. ``actuals``: the month's actual per series. The total is the
+    largest sum of one level's members (each level's members add up to the total, and the total level is
+    itself one member)."""
+    per_level = actuals.drop_duplicates(["series_id"]).groupby("level")["actual"].sum()
+    total = float(per_level.abs().max()) if len(per_level) else 0.0
+    return max(rules.materiality_share * total, rules.materiality_amount)
 
 
 def _flag(facts: pd.DataFrame, rules: VarianceRules) -> pd.DataFrame:
     """Flag columns, the thresholds they used, and one readable reason per row."""
     facts = facts.copy()
-    facts["flag_variance"] = facts["variance_pct"].abs() > rules.variance_pct_threshold
-    facts["flag_tracking_signal"] = facts["tracking_signal"].abs() > rules.tracking_signal_threshold
-    facts["flag_interval"] = ~facts["within_interval_95"]
-    facts["flag_target"] = facts["target_variance_pct"].abs() > rules.target_pct_threshold
-    facts[FLAG_COLUMNS] = facts[FLAG_COLUMNS].fillna(False).astype(bool)
-    facts["flagged"] = facts[FLAG_COLUMNS].any(axis=1)
-    facts["variance_pct_threshold"] = rules.variance_pct_threshold
-    facts["tracking_signal_threshold"] = rules.tracking_signal_threshold
+    facts["flag_interval"] = ~facts["within_interval_95"].astype(bool)
+    facts["flag_tracking_signal"] = (facts["tracking_z"].abs() > rules.tracking_z_threshold).fillna(False)
+    facts["material"] = facts["variance_abs"].abs() >= facts["materiality_threshold"]
+    facts["flag_forecast"] = (facts["flag_interval"] | facts["flag_tracking_signal"]) & facts["material"]
+    target_material = facts["target_variance_abs"].abs() >= facts["materiality_threshold"]
+    facts["flag_target"] = (facts["target_variance_pct"].abs() > rules.target_pct_threshold) & target_material
+    flags = [*FLAG_COLUMNS, "material"]
+    facts[flags] = facts[flags].fillna(False).astype(bool)
+    facts["flagged"] = facts["flag_forecast"] | facts["flag_target"]
+    facts["tracking_z_threshold"] = rules.tracking_z_threshold
     facts["target_pct_threshold"] = rules.target_pct_threshold
     facts["flag_reasons"] = [_reasons(row, rules) for row in facts.to_dict(orient="records")]
     return facts
 
 
 def _reasons(row: dict[str, object], rules: VarianceRules) -> str | None:
+    """Why a flagged row is flagged, in words a manager reads; None when it is not flagged."""
     reasons = []
-    if row["flag_variance"]:
-        limit = rules.variance_pct_threshold
-        reasons.append(f"vs forecast {row['variance_pct']:+.1%} (limit ±{limit:.0%})")
-    if row["flag_tracking_signal"]:
-        limit = rules.tracking_signal_threshold
-        reasons.append(f"tracking signal {row['tracking_signal']:+.1f} (limit ±{limit:g})")
-    if row["flag_interval"]:
-        reasons.append("actual outside the 95% interval")
+    if row["flag_forecast"]:
+        if row["flag_interval"]:
+            low, high = f"{row['lo95']:,.0f}", f"{row['hi95']:,.0f}"
+            reasons.append(f"actual {row['actual']:,.0f} outside the stated 95% interval [{low}, {high}]")
+        if row["flag_tracking_signal"]:
+            limit = rules.tracking_z_threshold
+            reasons.append(
+                f"errors lean one way: {row['tracking_z']:+.1f} sigma over {row['window_periods']} months "
+                f"(limit ±{limit:g})"
+            )
     if row["flag_target"]:
         limit = rules.target_pct_threshold
         reasons.append(f"vs target {row['target_variance_pct']:+.1%} (limit ±{limit:.0%})")
     return "; ".join(reasons) or None
+
+
+def bias_by_level(facts: pd.DataFrame, period: date, months: int = 6) -> pd.DataFrame:
+    """Per level and lead over the ``months`` reported months up to ``period``: how far forecasts ran off
+    (``bias`` = sum(actual - forecast) / sum(actual): +0.08 means actuals ran 8% above forecast, so forecasts
+    were low), how large the errors were (``wape``), and how often the 80% and 95% intervals held."""
+    columns = ["level", "horizon", "months", "comparisons", "bias", "wape", "coverage_80", "coverage_95"]
+    if facts.empty:
+        return pd.DataFrame(columns=columns)
+    periods = pd.to_datetime(facts["period_start"])
+    end = pd.Timestamp(period)
+    start = end - pd.DateOffset(months=months - 1)
+    recent = facts[(periods >= start) & (periods <= end)].assign(
+        error=lambda f: f["actual"] - f["forecast"],
+        abs_error=lambda f: (f["actual"] - f["forecast"]).abs(),
+        abs_actual=lambda f: f["actual"].abs(),
+        in80=lambda f: f["within_interval_80"].astype(float),
+        in95=lambda f: f["within_interval_95"].astype(float),
+    )
+    grouped = recent.groupby(["level", "horizon"]).agg(
+        months=("period_start", "nunique"),
+        comparisons=("error", "size"),
+        sum_error=("error", "sum"),
+        sum_abs_error=("abs_error", "sum"),
+        sum_actual=("actual", "sum"),
+        sum_abs_actual=("abs_actual", "sum"),
+        coverage_80=("in80", "mean"),
+        coverage_95=("in95", "mean"),
+    )
+    grouped["bias"] = _ratio(grouped["sum_error"], grouped["sum_actual"])
+    grouped["wape"] = _ratio(grouped["sum_abs_error"], grouped["sum_abs_actual"])
+    return grouped.reset_index()[columns]

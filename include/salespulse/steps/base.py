@@ -1,8 +1,9 @@
-"""What every step shares: an engine for the step's duration, its record in ``audit.step_runs``, and
-JSON-friendly values for the summaries that travel as asset events and XCom."""
+"""What every step shares: an engine for the step's duration, its record in ``audit.step_runs``,
+JSON-friendly values for the summaries that travel as asset events and XCom, and the series levels."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -14,7 +15,9 @@ from sqlalchemy import Connection, Engine, text
 
 from salespulse.config import Settings
 from salespulse.threads import thread_budget
-from salespulse.warehouse import bulk_insert, get_engine, replace_rows
+from salespulse.warehouse import bulk_insert, delete_keys, get_engine, read_sql_file, replace_rows
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -78,3 +81,14 @@ def write_series_levels(conn: Connection, levels: Sequence[str]) -> None:
     )
     conn.execute(text("delete from marts.series_levels"))
     bulk_insert(conn, "marts", "series_levels", rows)
+
+
+def skip_single_member_levels(conn: Connection, run_id: str) -> list[str]:
+    """Drop the series of levels with one member (they repeat the total) and say so; returns those levels."""
+    single = read_sql_file(conn, "marts/select_single_member_levels.sql")
+    levels = single["level"].astype(str).tolist()
+    for level, member in single.itertuples(index=False):
+        log.info("level %r has one member (%r), whose series is the total's: not forecast", level, member)
+    if levels:
+        delete_keys(conn, "marts.sales_series", {"run_id": run_id}, "level", levels)
+    return levels

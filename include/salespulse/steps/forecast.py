@@ -15,7 +15,7 @@ from salespulse.config import Settings
 from salespulse.forecast import complete_months, forecast_filled, partition_of, warning_kinds
 from salespulse.periods import last_complete_month, last_complete_week, month_start, week_start
 from salespulse.reconcile import incoherence, reconcile
-from salespulse.steps.base import record_step, warehouse, write_series_levels
+from salespulse.steps.base import record_step, skip_single_member_levels, warehouse, write_series_levels
 from salespulse.warehouse import bulk_insert, delete_keys, read_sql_file, replace_rows, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def prepare_forecasts(settings: Settings, as_of: date, run_id: str) -> ForecastP
     with warehouse(settings) as engine, engine.begin() as conn:
         write_series_levels(conn, settings.forecast_levels)
         run_sql_file(conn, "marts/build_sales_series.sql", {**periods, "as_of_date": as_of, "run_id": run_id})
+        skip_single_member_levels(conn, run_id)
         replace_rows(conn, "marts.forecast_staging", {"run_id": run_id})
         ids = read_sql_file(conn, "marts/select_monthly_series_ids.sql")["series_id"]
         # Each series' partition, stored so that a partition task reads only its own series.

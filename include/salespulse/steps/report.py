@@ -68,6 +68,9 @@ def load_report_data(engine: Engine, as_of: date, period: date) -> ReportData:
         data_quality=read_sql_file(engine, "reporting/select_data_quality_by_load.sql", params),
         drivers=drivers,
         churn_warnings=int(read_sql_file(engine, "marts/count_churn_warnings.sql", params)["n"].iloc[0]),
+        quarterly=read_frame(
+            engine, "select * from marts.fct_quarterly_review where period_start = :period", params
+        ),
     )
 
 

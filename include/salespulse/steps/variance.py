@@ -16,6 +16,7 @@ from salespulse.config import Settings
 from salespulse.drivers import drivers_by_level
 from salespulse.periods import last_complete_month, month_start, months_before
 from salespulse.steps.base import plain, plain_records, record_step, warehouse, write_series_levels
+from salespulse.steps.quarterly import store_quarterly_review
 from salespulse.variance import (
     FLAG_COLUMNS,
     VarianceRules,
@@ -49,9 +50,10 @@ def variance_rules(settings: Settings) -> VarianceRules:
     return VarianceRules(
         horizons=settings.variance_horizons,
         window=settings.variance_window,
-        variance_pct_threshold=settings.variance_pct_threshold,
-        tracking_signal_threshold=settings.tracking_signal_threshold,
+        tracking_z_threshold=settings.tracking_z_threshold,
         target_pct_threshold=settings.target_pct_threshold,
+        materiality_share=settings.materiality_share,
+        materiality_amount=settings.materiality_amount,
         season_length=settings.season_length,
     )
 
@@ -79,11 +81,12 @@ def build_variance(settings: Settings, as_of: date, run_id: str) -> VarianceSumm
             stamped = facts.assign(report_as_of=as_of, run_id=run_id, created_at=started)
             replace_rows(conn, "marts.fct_variance", {"period_start": period}, stamped)
         driver_rows, bridge_rows = store_revenue_drivers(engine, as_of, run_id, started)
+        quarter_rows = store_quarterly_review(engine, as_of, run_id, started)
         total = facts[(facts["series_id"] == "total:all") & (facts["horizon"] == min(rules.horizons))]
         flagged = facts.loc[facts["flagged"].astype(bool)].sort_values(
             "variance_abs", key=abs, ascending=False
         )
-        detail = f"period={period}; flagged={len(flagged)}"
+        detail = f"period={period}; flagged={len(flagged)}; quarterly_review={quarter_rows}"
         record_step(engine, run_id, "build_variance", as_of, len(facts), detail, started)
     return VarianceSummary(
         period=period.isoformat(),

@@ -170,14 +170,16 @@ create table if not exists marts.fct_variance (
     wape double precision,
     mase double precision,
     tracking_signal double precision,
-    flag_variance boolean not null,
-    flag_tracking_signal boolean not null,
+    tracking_z double precision,
     flag_interval boolean not null,
+    flag_tracking_signal boolean not null,
+    material boolean not null,
+    flag_forecast boolean not null,
     flag_target boolean not null,
     flagged boolean not null,
     flag_reasons varchar,
-    variance_pct_threshold double precision not null,
-    tracking_signal_threshold double precision not null,
+    materiality_threshold double precision not null,
+    tracking_z_threshold double precision not null,
     target_pct_threshold double precision not null,
     run_id varchar not null,
     created_at timestamp not null,
@@ -299,4 +301,38 @@ create table if not exists marts.funnel_cycle (
     mean_days double precision,
     created_at timestamp not null,
     primary key (run_id, outcome)
+);
+
+-- The quarterly review of each report month (salespulse.quarterly): its own quarter to date and the one
+-- before, closed; per series, actual vs the forecast made before the quarter began vs target, and the
+-- orders / revenue-per-order split of the change against the same months of the quarter before. A re-run
+-- of the month replaces its rows; reporting.quarterly_review shows each quarter's latest.
+create table if not exists marts.fct_quarterly_review (
+    period_start date not null,
+    quarter_start date not null,
+    quarter varchar not null,
+    status varchar not null,
+    months_closed integer not null,
+    series_id varchar not null,
+    level varchar not null,
+    member varchar not null,
+    forecast_as_of date not null,
+    actual double precision not null,
+    forecast double precision,
+    forecast_quarter double precision,
+    target double precision,
+    target_quarter double precision,
+    variance_abs double precision,
+    variance_pct double precision,
+    target_variance_abs double precision,
+    target_variance_pct double precision,
+    orders bigint not null,
+    previous_actual double precision not null,
+    previous_orders bigint not null,
+    orders_effect double precision not null,
+    order_value_effect double precision not null,
+    report_as_of date not null,
+    run_id varchar not null,
+    created_at timestamp not null,
+    primary key (period_start, quarter_start, series_id)
 );

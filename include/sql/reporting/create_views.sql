@@ -126,12 +126,15 @@ select
     wape,
     mase,
     tracking_signal,
-    flag_variance,
-    flag_tracking_signal,
+    tracking_z,
     flag_interval,
+    flag_tracking_signal,
+    material,
+    flag_forecast,
     flag_target,
     flagged,
-    flag_reasons
+    flag_reasons,
+    materiality_threshold
 from marts.fct_variance;
 
 -- The flagged rows of the latest reported month, largest variance first, with the thresholds that fired.
@@ -148,15 +151,18 @@ select
     variance_abs,
     variance_pct,
     target_variance_pct,
-    tracking_signal,
+    lo95,
+    hi95,
     within_interval_95,
-    flag_variance,
-    flag_tracking_signal,
+    tracking_signal,
+    tracking_z,
+    flag_forecast,
     flag_interval,
+    flag_tracking_signal,
     flag_target,
     flag_reasons,
-    variance_pct_threshold,
-    tracking_signal_threshold,
+    materiality_threshold,
+    tracking_z_threshold,
     target_pct_threshold,
     rank() over (order by abs(variance_abs) desc, series_id, horizon) as variance_rank
 from marts.fct_variance
@@ -177,7 +183,8 @@ select
     sum(variance_abs) / nullif(sum(actual), 0) as bias,
     avg(case when within_interval_80 then 1.0 else 0.0 end) as coverage_80,
     avg(case when within_interval_95 then 1.0 else 0.0 end) as coverage_95,
-    cast(sum(case when flagged then 1 else 0 end) as bigint) as flagged_facts
+    cast(sum(case when flagged then 1 else 0 end) as bigint) as flagged_facts,
+    cast(sum(case when flag_forecast then 1 else 0 end) as bigint) as forecast_flags
 from marts.fct_variance
 group by level, horizon;
 
@@ -469,3 +476,43 @@ select
     region,
     'Customer ' || substr(md5(customer_id), 1, 10) as pseudonym
 from core.dim_customer;
+
+-- The quarterly review: per quarter and series, the latest report's view of it (a closed quarter once its
+-- last month is reported; the current quarter to date until then): actual vs the forecast made before the
+-- quarter began vs target, and the orders / revenue-per-order split of the change on the quarter before.
+create or replace view reporting.quarterly_review as
+with ranked as (
+    select
+        fct_quarterly_review.*,
+        row_number() over (partition by quarter_start, series_id order by period_start desc) as recency
+    from marts.fct_quarterly_review
+)
+
+select
+    quarter_start,
+    quarter,
+    status,
+    months_closed,
+    period_start as reported_through,
+    series_id,
+    level,
+    member,
+    forecast_as_of,
+    actual,
+    forecast,
+    forecast_quarter,
+    target,
+    target_quarter,
+    variance_abs,
+    variance_pct,
+    target_variance_abs,
+    target_variance_pct,
+    orders,
+    previous_actual,
+    previous_orders,
+    orders_effect,
+    order_value_effect,
+    run_id,
+    created_at
+from ranked
+where recency = 1;
