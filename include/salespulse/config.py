@@ -58,7 +58,9 @@ WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_SALESPULSE_WAREHOUSE"
 RECONCILIATION_METHODS = ("wls_var", "ols", "none")
 # Candidate forecasting models (salespulse.forecast.candidate_factory) and the ones tried by default.
 # ARIMA's order search costs about 7 statsmodels fits per series, so ARIMA is there to opt in to.
-FORECAST_MODELS = ("naive", "seasonal_naive", "ets", "ets_damped", "theta", "ets_theta", "arima", "sarima")
+FORECAST_MODELS = (
+    "naive", "seasonal_naive", "ets", "ets_damped", "theta", "ets_theta", "arima", "sarima", "drivers",
+)  # fmt: skip
 DEFAULT_FORECAST_MODELS = ("naive", "seasonal_naive", "ets_theta")
 # Customer and product attributes a level of the sales hierarchy can split revenue by (marts.sales_by_level).
 HIERARCHY_ATTRIBUTES = ("region", "segment", "category", "sales_owner")
