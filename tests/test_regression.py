@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salespulse.forecast import SeriesTooShort, complete_months, forecast_filled
-from salespulse.regression import DriverRegression, weekdays
+from salespulse.forecast import ETS, complete_months, forecast_filled
+from salespulse.regression import DriverRegression, NotEnoughDrivers, weekdays
 
 START = pd.Timestamp("2021-01-01")
 
@@ -39,7 +39,7 @@ def test_the_regression_recovers_a_known_coefficient() -> None:
     """Five years of revenue made of 40 per customer and 150 per weekday: the fit finds 40 within 5% and the
     weekday effect within a third (the calendar moves little from month to month)."""
     customers, revenue = _driven(60, seed=5)
-    model = DriverRegression(customers, START).fit(revenue)
+    model = DriverRegression(customers, START, lambda: ETS(damped_trend=True)).fit(revenue)
     assert model.coefficients["customers"] == pytest.approx(40.0, rel=0.05)
     assert model.coefficients["weekdays"] == pytest.approx(150.0, rel=0.33)
     prediction = model.predict(6)
@@ -51,12 +51,13 @@ def test_a_backtest_origin_sees_no_customer_after_it() -> None:
     customers, revenue = _driven(60, seed=6)
     later = customers.copy()
     later[40:] *= 10
-    one = DriverRegression(customers, START).fit(revenue[:40]).predict(3)
-    two = DriverRegression(later, START).fit(revenue[:40]).predict(3)
+    driver = lambda: ETS(damped_trend=True)  # noqa: E731 - the customers' own forecast
+    one = DriverRegression(customers, START, driver).fit(revenue[:40]).predict(3)
+    two = DriverRegression(later, START, driver).fit(revenue[:40]).predict(3)
     pd.testing.assert_frame_equal(one, two)
-    with pytest.raises(SeriesTooShort):
+    with pytest.raises(NotEnoughDrivers):
         DriverRegression(customers, START).fit(revenue[:12])
-    with pytest.raises(SeriesTooShort):
+    with pytest.raises(NotEnoughDrivers):
         DriverRegression(np.full(60, 5.0), START).fit(revenue)
 
 

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
@@ -30,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from salespulse import ets
 from salespulse.config import DEFAULT_FORECAST_MODELS, FORECAST_MODELS
 from salespulse.periods import last_complete_month
+from salespulse.regression import DriverRegression, NotEnoughDrivers
 from salespulse.threads import thread_budget
 
 Z80 = float(norm.ppf(0.90))
@@ -418,9 +420,8 @@ def default_candidates(
     series' drivers) is a candidate only where the series comes with its drivers."""
     factories = [candidate_factory(name, season_length) for name in models if name != "drivers"]
     if "drivers" in models and drivers is not None:
-        from salespulse.regression import DriverRegression
-
-        factories.append(lambda: DriverRegression(drivers.customers, drivers.first_month))
+        customers_model = partial(ETS, season_length, damped_trend=True)
+        factories.append(lambda: DriverRegression(drivers.customers, drivers.first_month, customers_model))
     return factories
 
 
@@ -453,7 +454,7 @@ def fit_origins(
     for origin in origins:
         try:
             fitted[origin] = factory().fit(y[:origin])
-        except SeriesTooShort:
+        except (SeriesTooShort, NotEnoughDrivers):
             continue
     return fitted
 

@@ -6,7 +6,7 @@
 - ``weekdays``: Monday-to-Friday days in the month, the calendar effect, known ahead.
 
 statsmodels' SARIMAX fits it by maximum likelihood. Ahead, the customers come from the driver's own
-forecast (damped-trend ETS of the customer series, or its last value when the series is too short for ETS);
+forecast (damped-trend ETS of the customer series, or its last count when that cannot be fitted);
 the weekdays are counted. The interval is SARIMAX's given that driver forecast; the uncertainty of the
 driver forecast itself is left to the per-lead calibration from the backtest (``forecast.lead_scales``),
 which sees the errors it causes. It is a candidate like any other: the backtest chooses it for a series
@@ -16,6 +16,7 @@ SARIMAX fit costs tens of milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,10 @@ from scipy.stats import norm
 
 MIN_MONTHS = 18  # two more years of parameters than a year of data would carry
 DRIVERS = ("customers", "weekdays")
+
+
+class NotEnoughDrivers(ValueError):
+    """Too little history, or a driver that never changes: the regression cannot be fitted."""
 
 
 def weekdays(first_month: pd.Timestamp, start: int, count: int) -> np.ndarray:
@@ -40,10 +45,13 @@ def weekdays(first_month: pd.Timestamp, start: int, count: int) -> np.ndarray:
 class DriverRegression:
     """The ``drivers`` candidate. ``customers`` is the series' whole monthly customer history and
     ``first_month`` the month of its first value; a fit on a prefix of the revenue uses the same prefix of
-    the customers, so a backtest origin sees nothing after it."""
+    the customers, so a backtest origin sees nothing after it. ``driver`` makes the model that forecasts
+    the customers (``fit(y)``, ``predict(h)``); without one, or where it cannot be fitted, the last count
+    is carried forward."""
 
     customers: np.ndarray
     first_month: pd.Timestamp
+    driver: Callable[[], Any] | None = None
     name: str = "drivers"
     coefficients: dict[str, float] = field(default_factory=dict)
     _result: Any = None
@@ -56,30 +64,32 @@ class DriverRegression:
     def fit(self, y: np.ndarray) -> DriverRegression:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-        from salespulse.forecast import ETS, Naive, SeriesTooShort, fits_a_season
-
         y = np.asarray(y, dtype=float)
         n = len(y)
         customers = np.asarray(self.customers[:n], dtype=float)
         if n < MIN_MONTHS or len(customers) < n:
-            raise SeriesTooShort(f"the driver regression needs {MIN_MONTHS} months with their customers")
+            raise NotEnoughDrivers(f"the driver regression needs {MIN_MONTHS} months with their customers")
         if np.ptp(customers) == 0:
-            raise SeriesTooShort("the customer count never changes, so it cannot explain revenue")
+            raise NotEnoughDrivers("the customer count never changes, so it cannot explain revenue")
         model = SARIMAX(y, exog=self._exog(customers, 0), order=(1, 0, 0), trend="c")
         result = model.fit(disp=False)
         names = ["intercept", *DRIVERS]
         coefficients = dict(zip(names, np.asarray(result.params[: len(names)], dtype=float), strict=True))
-        driver = ETS(damped_trend=True) if fits_a_season(n, 12) or n >= 10 else Naive()
         try:
-            driver = driver.fit(customers)
-        except SeriesTooShort:
-            driver = Naive().fit(customers)
-        return DriverRegression(self.customers, self.first_month, self.name, coefficients, result, driver, n)
+            driver = None if self.driver is None else self.driver().fit(customers)
+        except ValueError:  # the driver's model cannot be fitted on this history
+            driver = None
+        fitted = DriverRegression(self.customers, self.first_month, self.driver, self.name, coefficients)
+        fitted._result, fitted._driver, fitted._n = result, driver, n
+        return fitted
 
     def predict(self, h: int) -> pd.DataFrame:
         if self._result is None:
             raise RuntimeError("fit the model before predicting")
-        future = np.maximum(self._driver.predict(h)["mean"].to_numpy(float), 0.0)
+        if self._driver is None:
+            future = np.full(h, float(self.customers[self._n - 1]))
+        else:
+            future = np.maximum(self._driver.predict(h)["mean"].to_numpy(float), 0.0)
         forecast = self._result.get_forecast(h, exog=self._exog(future, self._n))
         mean = np.asarray(forecast.predicted_mean, dtype=float)
         sd = np.sqrt(np.maximum(np.asarray(forecast.var_pred_mean, dtype=float), 0.0))

@@ -305,13 +305,18 @@ def _table(frame: pd.DataFrame, formats: dict[str, str], flag_column: str | None
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-VARIANCE_TABLE = {
+# The columns every member table starts with: actual vs forecast vs target.
+COMPARISON_TABLE = {
     "member": "member",
     "actual": "actual",
     "forecast": "forecast",
     "variance_pct": "vs forecast",
     "target": "target",
     "target_variance_pct": "vs target",
+}
+
+VARIANCE_TABLE = {
+    **COMPARISON_TABLE,
     "within_interval_95": "in 95%",
     "bias": "bias (window)",
     "wape": "WAPE (window)",
@@ -375,12 +380,7 @@ def _img(charts: dict[str, Path | None], key: str, alt: str) -> str:
 
 
 QUARTER_TABLE = {
-    "member": "member",
-    "actual": "actual",
-    "forecast": "forecast",
-    "variance_pct": "vs forecast",
-    "target": "target",
-    "target_variance_pct": "vs target",
+    **COMPARISON_TABLE,
     "forecast_quarter": "forecast, whole quarter",
     "previous_actual": "quarter before, same months",
     "orders_effect": "from orders",
