@@ -163,7 +163,8 @@ def _print_summary(settings: Settings, headline: Mapping[str, object], seconds: 
     print("            reporting.forecast_vs_actual, reporting.variance, reporting.variance_flags,")
     print("            reporting.forecast_accuracy, reporting.revenue_drivers, reporting.funnel_forecast,")
     print("            reporting.funnel_stage_conversion, reporting.sales_cycle, reporting.funnel_accuracy,")
-    print("            reporting.customer_bridge, reporting.data_quality_daily, reporting.ingestion_batches")
+    print("            reporting.customer_bridge, reporting.quarterly_review, reporting.data_quality_daily,")
+    print("            reporting.ingestion_batches")
     print("  data dictionary: reporting.data_dictionary, docs/data_dictionary.md")
 
 
