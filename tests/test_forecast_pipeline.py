@@ -104,6 +104,8 @@ def test_a_level_with_one_member_is_not_forecast_and_the_log_says_why(
     with caplog.at_level("INFO", logger="salespulse.steps.base"):
         summary = run_forecast_steps(settings, AS_OF, "run-one")
     assert summary.series == 1 and summary.rows == 3
+    plan = prepare_forecasts(settings, AS_OF, "run-again")
+    assert plan.single_member_levels == ("category", "region", "sales_owner", "segment")
     snapshot = read_frame(engine, "select distinct series_id from marts.forecast_snapshot")
     assert snapshot["series_id"].tolist() == ["total:all"]
     assert "level 'region' has one member ('EMEA'), whose series is the total's: not forecast" in caplog.text

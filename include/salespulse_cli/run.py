@@ -101,7 +101,9 @@ def _forecast(settings: Settings, as_of: date, run_id: str) -> str:
     published = forecast.publish_forecasts(settings, as_of, run_id)
     deals = funnel.build_funnel(settings, as_of, run_id)
     pipeline = f"funnel skipped: {deals.skipped}" if deals.skipped else f"{deals.open_deals:,} open deals"
-    return f"{published.series:,} series forecast ({published.models}); {pipeline}"
+    skipped = plan.single_member_levels
+    levels = f"; one member, skipped: {', '.join(skipped)}" if skipped else ""
+    return f"{published.series:,} series forecast ({published.models}){levels}; {pipeline}"
 
 
 def _variance(settings: Settings, as_of: date, run_id: str) -> str:

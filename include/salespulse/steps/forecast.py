@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class ForecastPlan:
     series: int
     partitions: tuple[int, ...]
+    single_member_levels: tuple[str, ...] = ()  # levels skipped: their one member is the total again
 
 
 @dataclass(frozen=True)
@@ -57,19 +58,16 @@ def prepare_forecasts(settings: Settings, as_of: date, run_id: str) -> ForecastP
     with warehouse(settings) as engine, engine.begin() as conn:
         write_series_levels(conn, settings.forecast_levels)
         run_sql_file(conn, "marts/build_sales_series.sql", {**periods, "as_of_date": as_of, "run_id": run_id})
-        skip_single_member_levels(conn, run_id)
+        skipped = skip_single_member_levels(conn, run_id)
         replace_rows(conn, "marts.forecast_staging", {"run_id": run_id})
         ids = read_sql_file(conn, "marts/select_monthly_series_ids.sql")["series_id"]
         # Each series' partition, stored so that a partition task reads only its own series.
+        partitions = [partition_of(str(s), settings.forecast_partitions) for s in ids]
         assignment = pd.DataFrame(
-            {
-                "run_id": run_id,
-                "series_id": ids.astype(str),
-                "partition_no": [partition_of(str(s), settings.forecast_partitions) for s in ids],
-            }
+            {"run_id": run_id, "series_id": ids.astype(str), "partition_no": partitions}
         )
         replace_rows(conn, "marts.forecast_partitions", {"run_id": run_id}, assignment)
-    return ForecastPlan(len(ids), tuple(sorted(set(assignment["partition_no"].tolist()))))
+    return ForecastPlan(len(ids), tuple(sorted(set(assignment["partition_no"].tolist()))), tuple(skipped))
 
 
 def forecast_partition(settings: Settings, as_of: date, run_id: str, partition: int) -> PartitionSummary:
