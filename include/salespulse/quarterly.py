@@ -26,6 +26,8 @@ from datetime import date
 
 import pandas as pd
 
+from salespulse.variance import share_of
+
 REVIEW_COLUMNS = [
     "quarter_start", "quarter", "status", "months_closed", "series_id", "level", "member",
     "forecast_as_of", "actual", "forecast", "forecast_quarter", "target", "target_quarter",
@@ -130,11 +132,9 @@ def quarterly_review(
     review = pd.concat(frames, ignore_index=True)
     review["quarter"] = [f"{q.year}-Q{q.quarter}" for q in review["quarter_start"]]
     review["variance_abs"] = review["actual"] - review["forecast"]
-    review["variance_pct"] = review["variance_abs"] / review["forecast"].abs().where(review["forecast"] != 0)
+    review["variance_pct"] = share_of(review["variance_abs"], review["forecast"].abs())
     review["target_variance_abs"] = review["actual"] - review["target"]
-    review["target_variance_pct"] = review["target_variance_abs"] / review["target"].abs().where(
-        review["target"] != 0
-    )
+    review["target_variance_pct"] = share_of(review["target_variance_abs"], review["target"].abs())
     change = review["actual"] - review["previous_actual"]
     had_orders = review["previous_orders"] > 0
     per_order = review["previous_actual"] / review["previous_orders"].where(had_orders)

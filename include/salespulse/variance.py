@@ -127,7 +127,8 @@ def scale_per_origin(actuals: pd.DataFrame, origins: pd.DataFrame, season_length
     return pd.Series(scales, index=origins.index, dtype=float)
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+def share_of(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """numerator / denominator as floats, empty (NaN) where the denominator is 0."""
     out = numerator / denominator.where(denominator != 0)
     return out.astype(float)
 
@@ -180,12 +181,12 @@ def variance_facts(
         )
         .reset_index()
     )
-    window["bias"] = _ratio(window["sum_error"], window["sum_actual"])
-    window["wape"] = _ratio(window["sum_abs_error"], window["sum_abs_actual"])
+    window["bias"] = share_of(window["sum_error"], window["sum_actual"])
+    window["wape"] = share_of(window["sum_abs_error"], window["sum_abs_actual"])
     mad = window["sum_abs_error"] / window["window_periods"]
     enough = window["window_periods"] >= rules.min_tracking_periods
-    window["tracking_signal"] = _ratio(window["sum_error"], mad).where(enough)
-    window["tracking_z"] = _ratio(window["sum_error"], window["sum_stated_var"] ** 0.5).where(enough)
+    window["tracking_signal"] = share_of(window["sum_error"], mad).where(enough)
+    window["tracking_z"] = share_of(window["sum_error"], window["sum_stated_var"] ** 0.5).where(enough)
 
     metrics = ["window_periods", "bias", "wape", "mase", "tracking_signal", "tracking_z"]
     facts = rows[rows["period_start"] == period_ts].merge(
@@ -198,9 +199,9 @@ def variance_facts(
         how="left",
     )
     facts["variance_abs"] = facts["error"]
-    facts["variance_pct"] = _ratio(facts["error"], facts["forecast"].abs())
+    facts["variance_pct"] = share_of(facts["error"], facts["forecast"].abs())
     facts["target_variance_abs"] = facts["actual"] - facts["target"]
-    facts["target_variance_pct"] = _ratio(facts["target_variance_abs"], facts["target"].abs())
+    facts["target_variance_pct"] = share_of(facts["target_variance_abs"], facts["target"].abs())
     facts["within_interval_80"] = facts["actual"].between(facts["lo80"], facts["hi80"])
     facts["within_interval_95"] = facts["actual"].between(facts["lo95"], facts["hi95"])
     facts["materiality_threshold"] = materiality_threshold(acts[acts["period_start"] == period_ts], rules)
@@ -282,6 +283,6 @@ def bias_by_level(facts: pd.DataFrame, period: date, months: int = 6) -> pd.Data
         coverage_80=("in80", "mean"),
         coverage_95=("in95", "mean"),
     )
-    grouped["bias"] = _ratio(grouped["sum_error"], grouped["sum_actual"])
-    grouped["wape"] = _ratio(grouped["sum_abs_error"], grouped["sum_abs_actual"])
+    grouped["bias"] = share_of(grouped["sum_error"], grouped["sum_actual"])
+    grouped["wape"] = share_of(grouped["sum_abs_error"], grouped["sum_abs_actual"])
     return grouped.reset_index()[columns]
