@@ -15,7 +15,7 @@ from salespulse.config import Settings
 from salespulse.schema import create_schema
 from salespulse.steps.report import render_variance_report
 from salespulse.steps.variance import build_variance
-from salespulse.variance import Z95, VarianceRules, first_forecasts, variance_facts
+from salespulse.variance import Z95, VarianceRules, bias_by_level, first_forecasts, variance_facts
 from salespulse.warehouse import bulk_insert, get_engine, read_frame
 from tests.helpers import reconcile_levels
 
@@ -491,3 +491,27 @@ def test_the_step_stores_the_hand_computed_facts_and_a_rerun_replaces_only_its_m
         rendered.charts
     )
     assert "forecast_segment.png" in rendered.charts  # SMB has actuals, though no forecast
+
+
+def test_bias_by_level_and_member_over_the_last_months() -> None:
+    """Two regions over two months, one lead: EMEA ran 10 and 20 above forecasts of 100 (bias 30 / 330),
+    APAC 10 below each (-20 / 180); the level as a whole (30 - 20) / 510. A month before the window is
+    left out."""
+    rows = []
+    for month, emea, apac in (
+        ("2026-04-01", 500.0, 500.0),
+        ("2026-05-01", 110.0, 90.0),
+        ("2026-06-01", 120.0, 90.0),
+    ):
+        for member, actual in (("EMEA", emea), ("APAC", apac)):
+            rows.append({"level": "region", "member": member, "period_start": pd.Timestamp(month),
+                         "horizon": 1, "actual": actual, "forecast": 100.0,
+                         "within_interval_80": actual <= 110, "within_interval_95": True})  # fmt: skip
+    facts = pd.DataFrame(rows)
+    level = bias_by_level(facts, date(2026, 6, 1), months=2).iloc[0]
+    assert level["months"] == 2 and level["comparisons"] == 4
+    assert level["bias"] == pytest.approx(10 / 410) and level["wape"] == pytest.approx(50 / 410)
+    assert level["coverage_80"] == pytest.approx(0.75) and level["coverage_95"] == 1.0
+    members = bias_by_level(facts, date(2026, 6, 1), months=2, by=("level", "member")).set_index("member")
+    assert members.loc["EMEA", "bias"] == pytest.approx(30 / 230)
+    assert members.loc["APAC", "bias"] == pytest.approx(-20 / 180)

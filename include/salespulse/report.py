@@ -32,6 +32,7 @@ LEVEL_ORDER = ("total", "region", "segment", "category", "sales_owner")
 HISTORY_MONTHS = 24
 MAX_MEMBERS_PER_CHART = 9
 LARGEST_VARIANCES = 15
+LARGEST_BIASES = 8
 # Fonts with Chinese, Japanese and Korean glyphs, used when installed so such names draw in the charts.
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei")
 COLORS = {"actual": "#1f3b73", "forecast": "#d9822b", "flag": "#c23b22", "ok": "#5b8c5a", "band": "#f2c18d"}
@@ -466,23 +467,41 @@ def _bias_section(data: ReportData, lead: int) -> list[str]:
         return []
     order = {level: i for i, level in enumerate(LEVEL_ORDER)}
     table = table.sort_values(["horizon", "level"], key=lambda c: c.map(order) if c.name == "level" else c)
-    sentences = []
-    for row in table[table["horizon"] == lead].to_dict(orient="records"):
-        if pd.isna(row["bias"]):
-            continue
-        direction = "above" if row["bias"] > 0 else "below"
-        sentences.append(
-            f"{row['level'].replace('_', ' ')}: actuals ran {abs(row['bias']):.1%} {direction} the forecast"
-        )
-    shown = table.assign(**{c: table[c].map(lambda v: f"{v:.0%}") for c in ("coverage_80", "coverage_95")})
-    return [
+    at_lead = table[(table["horizon"] == lead) & table["bias"].notna()]
+    total = at_lead[at_lead["level"] == "total"]
+    sentences = [
+        f"{row['level'].replace('_', ' ')}: actuals ran {_direction(row['bias'])}"
+        for row in at_lead.to_dict(orient="records")
+        if total.empty or row["level"] == "total" or abs(row["bias"] - total["bias"].iloc[0]) > 0.0005
+    ]
+    if len(total) and len(sentences) == 1:
+        every = _direction(total["bias"].iloc[0])
+        sentences = [f"every level: actuals ran {every} (the levels add up to the total)"]
+    members = bias_by_level(data.variance, data.period, by=("level", "member"))
+    kept = (members["horizon"] == lead) & (members["level"] != "total") & (members["months"] >= 2)
+    members = members[kept & members["bias"].notna()]
+    members = members.loc[members["bias"].abs().sort_values(ascending=False).index].head(LARGEST_BIASES)
+    parts = [
         "<h2>Forecast bias by level</h2>",
         f"<p>Over the last {int(table['months'].max())} reported month(s), {lead} month(s) ahead: "
         + html.escape("; ".join(sentences) or "no comparisons yet")
         + ". Positive bias means forecasts were too low. Intervals are honest when about 80% and 95% of "
         "actuals fall inside them.</p>",
-        _table(shown, BIAS_TABLE),
+        _table(_coverage_as_percent(table), BIAS_TABLE),
     ]
+    if len(members):
+        parts.append(f"<h3>The members furthest off, {lead} month(s) ahead (two months or more)</h3>")
+        columns = {"level": "level", "member": "member", **BIAS_TABLE}
+        parts.append(_table(_coverage_as_percent(members), columns))
+    return parts
+
+
+def _coverage_as_percent(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(**{c: table[c].map(lambda v: f"{v:.0%}") for c in ("coverage_80", "coverage_95")})
+
+
+def _direction(bias: float) -> str:
+    return f"{abs(bias):.1%} {'above' if bias > 0 else 'below'} the forecast"
 
 
 def _page(

@@ -256,11 +256,15 @@ def _reasons(row: dict[str, object], rules: VarianceRules) -> str | None:
     return "; ".join(reasons) or None
 
 
-def bias_by_level(facts: pd.DataFrame, period: date, months: int = 6) -> pd.DataFrame:
-    """Per level and lead over the ``months`` reported months up to ``period``: how far forecasts ran off
-    (``bias`` = sum(actual - forecast) / sum(actual): +0.08 means actuals ran 8% above forecast, so forecasts
-    were low), how large the errors were (``wape``), and how often the 80% and 95% intervals held."""
-    columns = ["level", "horizon", "months", "comparisons", "bias", "wape", "coverage_80", "coverage_95"]
+def bias_by_level(
+    facts: pd.DataFrame, period: date, months: int = 6, by: tuple[str, ...] = ("level",)
+) -> pd.DataFrame:
+    """Per level (or per ``by``, such as level and member) and lead over the ``months`` reported months up
+    to ``period``: how far forecasts ran off (``bias`` = sum(actual - forecast) / sum(actual): +0.08 means
+    actuals ran 8% above forecast, so forecasts were low), how large the errors were (``wape``), and how
+    often the 80% and 95% intervals held. Coherent forecasts give every level the total's bias; the members
+    show where it comes from."""
+    columns = [*by, "horizon", "months", "comparisons", "bias", "wape", "coverage_80", "coverage_95"]
     if facts.empty:
         return pd.DataFrame(columns=columns)
     periods = pd.to_datetime(facts["period_start"])
@@ -273,7 +277,7 @@ def bias_by_level(facts: pd.DataFrame, period: date, months: int = 6) -> pd.Data
         in80=lambda f: f["within_interval_80"].astype(float),
         in95=lambda f: f["within_interval_95"].astype(float),
     )
-    grouped = recent.groupby(["level", "horizon"]).agg(
+    grouped = recent.groupby([*by, "horizon"]).agg(
         months=("period_start", "nunique"),
         comparisons=("error", "size"),
         sum_error=("error", "sum"),
