@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from salespulse.config import Settings, sqlalchemy_url_from_airflow_uri
+from salespulse.errors import ConfigurationError
 
 
 def test_default_is_an_embedded_duckdb_file_under_the_data_dir(tmp_path: Path) -> None:
@@ -84,8 +85,13 @@ def test_variance_rules_come_from_the_environment(tmp_path: Path, caplog: pytest
     assert settings.reports_dir == tmp_path.resolve() / "reports"
     with pytest.raises(ValueError, match="SALESPULSE_VARIANCE_HORIZONS must be whole numbers"):
         Settings.from_env({"SALESPULSE_VARIANCE_HORIZONS": "1,three"})
-    with pytest.raises(ValueError, match="SALESPULSE_MATERIALITY_SHARE must be a number"):
-        Settings.from_env({"SALESPULSE_MATERIALITY_SHARE": "one percent"})
+    for value in ("one percent", "1", "-0.1"):
+        with pytest.raises(ConfigurationError, match="SALESPULSE_MATERIALITY_SHARE must be a share"):
+            Settings.from_env({"SALESPULSE_MATERIALITY_SHARE": value})
+    with pytest.raises(ConfigurationError, match="SALESPULSE_MATERIALITY_AMOUNT must be an amount of 0"):
+        Settings.from_env({"SALESPULSE_MATERIALITY_AMOUNT": "-5"})
+    with pytest.raises(ConfigurationError, match="SALESPULSE_TRACKING_Z_THRESHOLD must be a number above 0"):
+        Settings.from_env({"SALESPULSE_TRACKING_Z_THRESHOLD": "0"})
     # A setting an earlier release read is named in a warning with what replaced it, not silently ignored.
     with caplog.at_level("WARNING", logger="salespulse.config"):
         Settings.from_env({"SALESPULSE_VARIANCE_PCT_THRESHOLD": "0.05"})

@@ -11,6 +11,7 @@ package is installed rather than run from a checkout).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,18 @@ def _env_parsed(env: Mapping[str, str], name: str, default: T, parse: Callable[[
         return parse(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from exc
+
+
+def _number_in(low: float, high: float = math.inf, high_open: bool = False) -> Callable[[str], float]:
+    """A parser of a number from ``low`` up to ``high`` (excluded when ``high_open``); ValueError outside."""
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not (low <= value and (value < high if high_open else value <= high)):
+            raise ValueError(f"{value} is out of range")
+        return value
+
+    return parse
 
 
 def default_threads(env: Mapping[str, str]) -> int:
@@ -317,10 +330,22 @@ class Settings:
             # the smallest miss worth flagging, as a share of the month's total and as an amount.
             variance_horizons=_env_ints(env, "SALESPULSE_VARIANCE_HORIZONS", (1, 3)),
             variance_window=_env_int(env, "SALESPULSE_VARIANCE_WINDOW", 6),
-            tracking_z_threshold=_env_float(env, "SALESPULSE_TRACKING_Z_THRESHOLD", 2.576),
-            target_pct_threshold=_env_float(env, "SALESPULSE_TARGET_PCT_THRESHOLD", 0.10),
-            materiality_share=_env_float(env, "SALESPULSE_MATERIALITY_SHARE", 0.01),
-            materiality_amount=_env_float(env, "SALESPULSE_MATERIALITY_AMOUNT", 0.0),
+            tracking_z_threshold=_env_parsed(
+                env, "SALESPULSE_TRACKING_Z_THRESHOLD", 2.576, _number_in(1e-9), "a number above 0"
+            ),
+            target_pct_threshold=_env_parsed(
+                env, "SALESPULSE_TARGET_PCT_THRESHOLD", 0.10, _number_in(1e-9), "a number above 0"
+            ),
+            materiality_share=_env_parsed(
+                env,
+                "SALESPULSE_MATERIALITY_SHARE",
+                0.01,
+                _number_in(0.0, 1.0, high_open=True),
+                "a share of the month's total from 0 up to (not including) 1",
+            ),
+            materiality_amount=_env_parsed(
+                env, "SALESPULSE_MATERIALITY_AMOUNT", 0.0, _number_in(0.0), "an amount of 0 or more"
+            ),
             source=SourceSettings.from_env(env),
             # An embedded DuckDB shares the worker's memory: its buffer pool is capped, and spills past it.
             duckdb_memory_limit=env.get("SALESPULSE_DUCKDB_MEMORY_LIMIT") or "1GB",
