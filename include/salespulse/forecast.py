@@ -597,14 +597,19 @@ def selection_key(score: BacktestScore) -> tuple[float, float]:
 class SeriesForecast:
     series_id: str
     model: str
-    forecast: pd.DataFrame  # period_start + INTERVAL_COLUMNS, calibrated by the series' own backtest
-    scores: list[BacktestScore]
-    warnings: Counter[str]
     # The model's own intervals before calibration (and before clipping at zero), and the chosen model's
     # standardized backtest errors: forecast_filled calibrates them with the errors of every series it runs.
-    raw: pd.DataFrame = field(default_factory=pd.DataFrame)
+    raw: pd.DataFrame  # period_start + INTERVAL_COLUMNS
+    scores: list[BacktestScore]
+    warnings: Counter[str]
     z80: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     z95: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def forecast(self) -> pd.DataFrame:
+        """The forecast with its intervals calibrated by this series' own backtest errors alone, at zero or
+        above (a run of many series calibrates on all of theirs instead: :func:`forecast_filled`)."""
+        return clip_at_zero(scale_intervals(self.raw, self.z80, self.z95))
 
 
 def forecast_series(
@@ -651,8 +656,7 @@ def forecast_series(
         caught[f"{item.category.__name__}: {str(item.message)[:80]}"] += 1
     periods = pd.date_range(first_period, periods=horizon, freq=freq)
     raw.insert(0, "period_start", periods)
-    prediction = clip_at_zero(scale_intervals(raw, z80, z95))
-    return SeriesForecast(series_id, chosen.name, prediction, scores, caught, raw, z80, z95)
+    return SeriesForecast(series_id, chosen.name, raw, scores, caught, z80, z95)
 
 
 def clip_at_zero(prediction: pd.DataFrame, columns: Sequence[str] = INTERVAL_COLUMNS) -> pd.DataFrame:
