@@ -46,7 +46,7 @@ from datetime import date
 
 import pandas as pd
 
-from salespulse.forecast import complete_months, mase_scale
+from salespulse.forecast import Z95, complete_months, mase_scale
 
 FACT_COLUMNS = [
     "period_start", "series_id", "level", "member", "horizon", "forecast_as_of", "model",
@@ -60,8 +60,6 @@ FACT_COLUMNS = [
 
 # The flags counted in a run's summary and alert, in the order they are read.
 FLAG_COLUMNS = ["flag_forecast", "flag_interval", "flag_tracking_signal", "flag_target"]
-# A 95% interval spans 2 * 1.959964 standard deviations of a normal forecast distribution.
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
